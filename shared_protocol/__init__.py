@@ -1,0 +1,34 @@
+"""The narrow, versioned wire protocol between the edge agent and the cloud service.
+
+It carries context-free instructions, sketches, token ids and top-k log-probs. No model
+here has a field that could carry profile or history text. This package imports neither
+end.
+"""
+
+from shared_protocol.limits import PROTOCOL_VERSION
+from shared_protocol.messages import (
+    ErrorBody,
+    ErrorResponse,
+    InfoResponse,
+    SessionOpenRequest,
+    SessionOpenResponse,
+    SessionStepRequest,
+    SessionStepResponse,
+    SketchRequest,
+    SketchResponse,
+    TopK,
+)
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "ErrorBody",
+    "ErrorResponse",
+    "InfoResponse",
+    "SessionOpenRequest",
+    "SessionOpenResponse",
+    "SessionStepRequest",
+    "SessionStepResponse",
+    "SketchRequest",
+    "SketchResponse",
+    "TopK",
+]

@@ -1,0 +1,135 @@
+"""Pydantic models for every message on the wire.
+
+Every model forbids unknown fields, so a field that could smuggle private context is
+rejected at the boundary instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared_protocol import limits
+
+TokenId = Annotated[int, Field(ge=0)]
+Version = Literal["1"]
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorBody(WireModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(WireModel):
+    error: ErrorBody
+
+
+class InfoResponse(WireModel):
+    protocol_version: Version = limits.PROTOCOL_VERSION
+    engine: str
+    model_id: str
+    vocab_size: int
+    tokenizer_fingerprint: str = Field(
+        description="sha256 over the vocabulary (token id -> bytes); equal fingerprints "
+        "mean token ids mean the same on both ends."
+    )
+    max_top_k: int
+    max_draft_tokens: int = limits.MAX_DRAFT_TOKENS
+    max_append_tokens: int = limits.MAX_APPEND_TOKENS
+    max_session_tokens: int = limits.MAX_SESSION_TOKENS
+    capabilities: list[str] = Field(description='e.g. ["sketch", "logits"]')
+
+
+class SketchRequest(WireModel):
+    protocol_version: Version = limits.PROTOCOL_VERSION
+    instruction: str = Field(min_length=1, max_length=limits.MAX_INSTRUCTION_CHARS)
+    max_points: int = Field(default=6, ge=1, le=limits.MAX_SKETCH_POINTS)
+    max_tokens: int = Field(default=256, ge=16, le=limits.MAX_SKETCH_TOKENS)
+
+
+class SketchResponse(WireModel):
+    protocol_version: Version = limits.PROTOCOL_VERSION
+    points: list[Annotated[str, Field(max_length=limits.MAX_POINT_CHARS)]] = Field(
+        max_length=limits.MAX_SKETCH_POINTS
+    )
+    model_id: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class TopK(WireModel):
+    """Top-k next-token log-probs at one position.
+
+    Values are log-softmax over the full vocabulary (normalized), sorted descending.
+    Tokens outside the top-k are not sent; a receiver treats their mass as
+    ``log(1 - sum(exp(logprobs)))`` spread over the rest of the vocabulary.
+    """
+
+    token_ids: list[TokenId]
+    logprobs: list[float]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> TopK:
+        if len(self.token_ids) != len(self.logprobs):
+            raise ValueError("token_ids and logprobs must have the same length")
+        return self
+
+
+class SessionOpenRequest(WireModel):
+    """Open a stateful logits session on a context-free prompt.
+
+    Give exactly one of ``prompt`` (text, rendered with the cloud model's chat template
+    as a single user turn) or ``prompt_token_ids`` (already tokenized by the edge).
+    """
+
+    protocol_version: Version = limits.PROTOCOL_VERSION
+    prompt: str | None = Field(default=None, min_length=1, max_length=limits.MAX_PROMPT_CHARS)
+    system: str | None = Field(default=None, max_length=limits.MAX_PROMPT_CHARS)
+    prompt_token_ids: list[TokenId] | None = Field(
+        default=None, min_length=1, max_length=limits.MAX_PROMPT_TOKENS
+    )
+    top_k: int = Field(default=10, ge=1, le=limits.MAX_TOP_K)
+
+    @model_validator(mode="after")
+    def _exactly_one_prompt(self) -> SessionOpenRequest:
+        if (self.prompt is None) == (self.prompt_token_ids is None):
+            raise ValueError("give exactly one of prompt or prompt_token_ids")
+        if self.system is not None and self.prompt is None:
+            raise ValueError("system goes with prompt, not with prompt_token_ids")
+        return self
+
+
+class SessionOpenResponse(WireModel):
+    protocol_version: Version = limits.PROTOCOL_VERSION
+    session_id: str
+    prompt_tokens: int
+    top_k: int
+    idle_timeout_s: float
+    next: TopK = Field(description="top-k after the last prompt token")
+
+
+class SessionStepRequest(WireModel):
+    """Advance a session and score a drafted continuation in one forward pass.
+
+    The session first keeps ``accept`` tokens of the previous step's draft (the rest of
+    that draft is rewound), then commits ``append`` (tokens the edge chose since), then
+    scores ``draft`` without committing it. The response holds len(draft) + 1 positions:
+    the top-k after the committed tokens, then after each drafted token.
+    """
+
+    protocol_version: Version = limits.PROTOCOL_VERSION
+    accept: int = Field(default=0, ge=0, le=limits.MAX_DRAFT_TOKENS)
+    append: list[TokenId] = Field(default_factory=list, max_length=limits.MAX_APPEND_TOKENS)
+    draft: list[TokenId] = Field(default_factory=list, max_length=limits.MAX_DRAFT_TOKENS)
+    top_k: int | None = Field(default=None, ge=1, le=limits.MAX_TOP_K)
+
+
+class SessionStepResponse(WireModel):
+    protocol_version: Version = limits.PROTOCOL_VERSION
+    positions: list[TopK]
+    session_tokens: int
