@@ -1,0 +1,1 @@
+"""Collaboration loops between the on-device small model and the cloud model."""
