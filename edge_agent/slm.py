@@ -99,10 +99,19 @@ class SmallModel:
     @property
     def tokenizer_fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = tokenizer_fingerprint(
-                self._llm.detokenize([i], special=True) for i in range(self.vocab_size)
-            )
+            self._fingerprint = tokenizer_fingerprint(self._token_pieces())
         return self._fingerprint
+
+    def _token_pieces(self) -> Iterator[bytes]:
+        """Each token's raw bytes, special tokens as their text (the protocol's definition)."""
+        vocab = self._llm._model.vocab
+        buf = ctypes.create_string_buffer(256)
+        for token in range(self.vocab_size):
+            n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
+            if n < 0:  # buffer too small: -n is the size needed
+                buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
+            yield buf.raw[:n]
 
     def render_chat(
         self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True

@@ -1,0 +1,1 @@
+"""The `cogenesis` command-line dispatcher and demo."""

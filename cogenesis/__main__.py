@@ -1,0 +1,3 @@
+from cogenesis.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,336 @@
+"""The edge's commands: serve, profiles, ledger, fusion, eval.
+
+Every user error ends as a one-line message on stderr and exit code 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from edge_agent.settings import EdgeSettings
+
+
+class CliError(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except CliError as exc:
+        print(f"cogenesis: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cogenesis", description="CoGenesis edge agent")
+    groups = parser.add_subparsers(dest="group")
+
+    edge = groups.add_parser("edge", help="the edge agent").add_subparsers(dest="command")
+    serve = edge.add_parser("serve", help="run the local endpoint")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--cloud-url")
+    serve.add_argument("--db", help="SQLAlchemy URL of the private store")
+    serve.add_argument("--model", type=Path, help="GGUF of the small model")
+    serve.add_argument("--guard-policy", choices=["redact", "block", "off"])
+    serve.set_defaults(handler=_serve)
+
+    profiles = groups.add_parser("profiles", help="stored users").add_subparsers(dest="command")
+    imp = profiles.add_parser("import", help="import users from a CoGenesis-format file")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--db")
+    imp.set_defaults(handler=_profiles_import)
+    exp = profiles.add_parser("export", help="export users in the CoGenesis format")
+    exp.add_argument("--user", action="append", help="a user id (repeatable; default all)")
+    exp.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    exp.add_argument("--db")
+    exp.set_defaults(handler=_profiles_export)
+    lst = profiles.add_parser("list", help="list stored users")
+    lst.add_argument("--db")
+    lst.set_defaults(handler=_profiles_list)
+    show = profiles.add_parser("show", help="show one user")
+    show.add_argument("user")
+    show.add_argument("--db")
+    show.set_defaults(handler=_profiles_show)
+    delete = profiles.add_parser("delete", help="delete a user and all their data")
+    delete.add_argument("user")
+    delete.add_argument(
+        "--include-ledger",
+        action="store_true",
+        help="also delete the ledger of what was sent for this user",
+    )
+    delete.add_argument("--db")
+    delete.set_defaults(handler=_profiles_delete)
+
+    ledger = groups.add_parser("ledger", help="what left the device").add_subparsers(dest="command")
+    lshow = ledger.add_parser("show", help="print ledger entries")
+    lshow.add_argument("--user")
+    lshow.add_argument("--mode")
+    lshow.add_argument("--since", type=_timestamp, help="ISO time or unix seconds")
+    lshow.add_argument("--until", type=_timestamp, help="ISO time or unix seconds")
+    lshow.add_argument("--limit", type=int, default=20)
+    lshow.add_argument("--offset", type=int, default=0)
+    lshow.add_argument("--json", action="store_true", help="machine-readable output")
+    lshow.add_argument("--db")
+    lshow.set_defaults(handler=_ledger_show)
+    verify = ledger.add_parser("verify", help="re-scan every payload for private terms")
+    verify.add_argument("--user")
+    verify.add_argument("--db")
+    verify.set_defaults(handler=_ledger_verify)
+
+    fusion = groups.add_parser("fusion", help="logits fusion").add_subparsers(dest="command")
+    train = fusion.add_parser("train", help="train the learned gate on a CoGenesis dataset")
+    train.add_argument("file", type=Path)
+    train.add_argument("--out", type=Path, required=True)
+    train.add_argument("--max-tasks", type=int, default=40)
+    _research_flags(train)
+    train.set_defaults(handler=_fusion_train)
+
+    evaluate = groups.add_parser("eval", help="quality evaluation").add_subparsers(dest="command")
+    nll = evaluate.add_parser("nll", help="teacher-forced NLL of the references")
+    nll.add_argument("file", type=Path)
+    nll.add_argument("--max-tasks", type=int, default=20)
+    nll.add_argument("--out", type=Path, default=Path("nll.json"))
+    _research_flags(nll)
+    nll.set_defaults(handler=_eval_nll)
+    return parser
+
+
+def _research_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cloud-url")
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--db")
+
+
+def _timestamp(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a time: {value!r}") from exc
+
+
+def _settings(args: argparse.Namespace) -> EdgeSettings:
+    overrides = {
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "cloud_url": getattr(args, "cloud_url", None),
+        "db_url": getattr(args, "db", None),
+        "model_path": getattr(args, "model", None),
+        "guard_policy": getattr(args, "guard_policy", None),
+    }
+    return EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _store(args: argparse.Namespace):
+    from edge_agent.store import StoreError, open_store
+
+    try:
+        return open_store(_settings(args).db_url)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+
+
+# --- serve -----------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from edge_agent.app import create_app
+    from edge_agent.slm import ModelLoadError
+    from shared_protocol.defaults import DefaultModelMissing
+
+    settings = _settings(args)
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"cogenesis: warning: the edge agent listens on {settings.host}; any machine "
+            "that reaches it can read this device's private profiles",
+            file=sys.stderr,
+        )
+    try:
+        app = create_app(settings)
+    except (ModelLoadError, DefaultModelMissing) as exc:
+        raise CliError(str(exc)) from exc
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+# --- profiles --------------------------------------------------------------------------
+
+
+def _profiles_import(args: argparse.Namespace) -> int:
+    from edge_agent.store.cogenesis_format import DatasetFormatError, import_file
+
+    if not args.file.is_file():
+        raise CliError(f"no such file: {args.file}")
+    store = _store(args)
+    try:
+        report = import_file(args.file, store.profiles, progress=sys.stderr.isatty())
+    except DatasetFormatError as exc:
+        raise CliError(f"{args.file}: {exc} (nothing was imported)") from exc
+    for user in report.users:
+        print(f"{user.id}  {user.name}")
+    print(f"imported {len(report.users)} users from {args.file}", file=sys.stderr)
+    return 0
+
+
+def _profiles_export(args: argparse.Namespace) -> int:
+    from edge_agent.store.cogenesis_format import export_users
+    from edge_agent.store.repository import UserNotFound
+
+    store = _store(args)
+    try:
+        data = export_users(store.profiles, args.user)
+    except UserNotFound as exc:
+        raise CliError(str(exc)) from exc
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    if args.out:
+        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(args.out)  # never leave a half-written export behind
+    else:
+        print(text)
+    return 0
+
+
+def _profiles_list(args: argparse.Namespace) -> int:
+    for user in _store(args).profiles.list_users():
+        print(f"{user.id}  {user.name}")
+    return 0
+
+
+def _profiles_show(args: argparse.Namespace) -> int:
+    from edge_agent.store.repository import UserNotFound
+
+    try:
+        user = _store(args).profiles.get_user(args.user)
+    except UserNotFound as exc:
+        raise CliError(f"unknown user {args.user!r}") from exc
+    print(json.dumps(user.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _profiles_delete(args: argparse.Namespace) -> int:
+    from edge_agent.store.repository import UserNotFound
+
+    store = _store(args)
+    try:
+        store.profiles.get_user(args.user)
+    except UserNotFound as exc:
+        raise CliError(f"unknown user {args.user!r}") from exc
+    store.profiles.delete_user(args.user, include_ledger=args.include_ledger)
+    kept = "" if args.include_ledger else " (ledger kept; --include-ledger deletes it)"
+    print(f"deleted {args.user}{kept}")
+    return 0
+
+
+# --- ledger ----------------------------------------------------------------------------
+
+
+def _ledger_show(args: argparse.Namespace) -> int:
+    if args.limit < 1 or args.offset < 0:
+        raise CliError("--limit must be at least 1 and --offset at least 0")
+    rows, total = _store(args).ledger.query(
+        user_id=args.user,
+        mode=args.mode,
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+        offset=args.offset,
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {"total": total, "data": [r.model_dump(mode="json") for r in rows]}, indent=2
+            )
+        )
+        return 0
+    print(f"{total} entries; showing {len(rows)} from {args.offset}")
+    for row in rows:
+        item = row.model_dump(mode="json")
+        print(
+            f"\n#{item['id']} {item['created_at']} user={item['user_id']} mode={item['mode']}"
+            f" {item['method']} {item['endpoint']} -> {item['status']} "
+            f"({item['bytes_up']} B up, {item['bytes_down']} B down)"
+        )
+        if item.get("guard_policy"):
+            print(f"  guard: {item['guard_policy']} {json.dumps(item.get('guard_findings'))}")
+        if item.get("payload"):
+            print(f"  sent: {item['payload']}")
+    return 0
+
+
+def _ledger_verify(args: argparse.Namespace) -> int:
+    from edge_agent.guard.verify import verify_ledger
+
+    store = _store(args)
+    report = verify_ledger(store, user_id=args.user)
+    for hit in report.hits:
+        print(f"HIT entry #{hit.entry_id} user={hit.user_id}: {hit.kind} ({hit.description})")
+    print(f"checked {report.entries} entries: {len(report.hits)} hits")
+    return 1 if report.hits else 0
+
+
+# --- research tools --------------------------------------------------------------------
+
+
+def _research_setup(args: argparse.Namespace):
+    from edge_agent.outbound import CloudClient, CloudError
+    from edge_agent.slm import SmallModel
+    from shared_protocol.defaults import default_gguf_path
+
+    if not args.file.is_file():
+        raise CliError(f"no such file: {args.file}")
+    settings = _settings(args)
+    store = _store(args)
+    slm = SmallModel(settings.model_path or default_gguf_path(), n_ctx=settings.n_ctx)
+    cloud = CloudClient(
+        settings.cloud_url,
+        token=settings.cloud_token,
+        ledger=store.ledger,
+        timeout_s=settings.cloud_timeout_s,
+    )
+    try:
+        info = cloud.info()
+    except CloudError as exc:
+        raise CliError(f"the cloud at {settings.cloud_url} is not reachable: {exc}") from exc
+    if info.tokenizer_fingerprint != slm.tokenizer_fingerprint:
+        raise CliError(
+            f"vocabulary mismatch: edge model {slm.model_id} and cloud model {info.model_id} "
+            "tokenize differently; logits fusion needs the same vocabulary"
+        )
+    return settings, slm, cloud
+
+
+def _fusion_train(args: argparse.Namespace) -> int:
+    from edge_agent.collab.research import train_gate
+
+    settings, slm, cloud = _research_setup(args)
+    report = train_gate(args.file, slm, cloud, settings, args.out, args.max_tasks)
+    print(report)
+    return 0
+
+
+def _eval_nll(args: argparse.Namespace) -> int:
+    from edge_agent.collab.research import eval_nll
+
+    settings, slm, cloud = _research_setup(args)
+    eval_nll(args.file, slm, cloud, settings, args.out, args.max_tasks)
+    return 0

@@ -1,0 +1,56 @@
+"""Sketch mode, cloud half: get an outline for the task without sending any context.
+
+Only the task's short title leaves, after the guard has inspected it. The small model
+then writes the answer from the private prompt plus this outline (see gateway.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_agent.outbound import CloudClient, CloudError, CloudUsage, GuardRecord
+from edge_agent.prompts import task_title
+from shared_protocol import SketchRequest
+from shared_protocol.limits import MAX_INSTRUCTION_CHARS
+
+
+@dataclass
+class OutlineResult:
+    points: list[str] = field(default_factory=list)
+    degraded: bool = False
+    reason: str | None = None
+    guard: dict[str, Any] | None = None
+
+
+def fetch_outline(
+    cloud: CloudClient,
+    guard: Any,
+    ctx: Any,
+    task: str,
+    *,
+    policy: str,
+    usage: CloudUsage,
+    max_points: int,
+) -> OutlineResult:
+    """Ask the cloud for an outline; never raises for cloud trouble, degrades instead."""
+    instruction = task_title(task)[:MAX_INSTRUCTION_CHARS]
+    inspected = guard.inspect(instruction, ctx, policy)
+    record = inspected.to_record()
+    if inspected.blocked:
+        return OutlineResult(
+            degraded=True,
+            reason="blocked by the privacy guard: the instruction names private details",
+            guard=record,
+        )
+    request = SketchRequest(instruction=inspected.text, max_points=max_points)
+    try:
+        reply = cloud.sketch(
+            request,
+            user_id=ctx.user_id,
+            usage=usage,
+            guard=GuardRecord(policy=policy, findings=record.get("findings")),
+        )
+    except CloudError as exc:
+        return OutlineResult(degraded=True, reason=f"cloud unavailable: {exc}", guard=record)
+    return OutlineResult(points=list(reply.points), guard=record)

@@ -1,0 +1,141 @@
+"""One completion, from the app's task to the final text, in any mode.
+
+HTTP-free on purpose: the app, the CLI and the benchmarks all run the same path.
+Text pieces go to `on_text` as they are decoded; the returned report becomes the
+response's `cogenesis` object.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_agent.collab.logits_mode import run_logits_mode
+from edge_agent.collab.private import TextDecoder, build_private_prompt, start_private
+from edge_agent.collab.sampling import SamplingParams, UniformStream, pick
+from edge_agent.collab.sketch import fetch_outline
+from edge_agent.outbound import CloudClient, CloudUsage
+from edge_agent.prompts import PromptLimits
+from edge_agent.settings import EdgeSettings
+from edge_agent.slm import SmallModelPool
+
+MODES = ("local", "cogenesis-sketch", "cogenesis-logits")
+
+
+@dataclass
+class CompletionJob:
+    mode: str
+    ctx: Any  # edge_agent.store UserContext
+    task: str
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def make_picker(temperature: float, top_p: float, seed: int | None) -> Callable[[Any], int]:
+    """Greedy or seeded sampling, one uniform per output position (see sampling.py)."""
+    params = SamplingParams(temperature=temperature, top_p=top_p)
+    uniforms = UniformStream(seed)
+    position = 0
+
+    def choose(logprobs: Any) -> int:
+        nonlocal position
+        token = pick(logprobs, params, uniforms.at(position))
+        position += 1
+        return token
+
+    return choose
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        pool: SmallModelPool,
+        cloud: CloudClient,
+        guard: Any,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.cloud = cloud
+        self.guard = guard
+        self.limits = PromptLimits(settings.history_items, settings.history_chars)
+
+    def execute(self, job: CompletionJob, on_text: Callable[[str], None]) -> dict[str, Any]:
+        started = time.perf_counter()
+        usage = CloudUsage()
+        report: dict[str, Any] = {"mode": job.mode, "degraded": False}
+        policy = job.options.get("guard_policy") or self.settings.guard_policy
+        report["guard_policy"] = policy
+        outline: list[str] | None = None
+        if job.mode == "cogenesis-sketch":
+            result = fetch_outline(
+                self.cloud,
+                self.guard,
+                job.ctx,
+                job.task,
+                policy=policy,
+                usage=usage,
+                max_points=int(job.options.get("sketch_points") or self.settings.sketch_points),
+            )
+            outline = result.points
+            report["sketch_points"] = result.points
+            report["guard"] = result.guard
+            if result.degraded:
+                report.update(degraded=True, degraded_reason=result.reason)
+        with self.pool.acquire() as slm:
+            model_seconds = slm.timer.seconds
+            cached_before = slm.timer.cached_tokens
+            prompt = build_private_prompt(slm, job.ctx, job.task, outline, self.limits)
+            if job.mode == "cogenesis-logits":
+                produced = self._run_logits(slm, job, prompt, policy, usage, on_text, report)
+            else:
+                produced = self.run_local(slm, job, prompt, on_text)
+            report["prompt_tokens"] = len(prompt.tokens)
+            report["completion_tokens"] = produced
+            report["prefix_cached_tokens"] = slm.timer.cached_tokens - cached_before
+            report["small_model_s"] = round(slm.timer.seconds - model_seconds, 4)
+        report.update(
+            cloud_calls=usage.calls,
+            bytes_up=usage.bytes_up,
+            bytes_down=usage.bytes_down,
+            cloud_wait_s=round(usage.wait_s, 4),
+            total_s=round(time.perf_counter() - started, 4),
+        )
+        return report
+
+    def run_local(self, slm, job: CompletionJob, prompt, on_text) -> int:
+        pick = make_picker(job.temperature, job.top_p, job.seed)
+        decoder = TextDecoder(slm)
+        produced = 0
+        for token in slm.generate(start_private(slm, prompt), job.max_tokens, pick):
+            produced += 1
+            piece = decoder.feed(token)
+            if piece:
+                on_text(piece)
+        tail = decoder.flush()
+        if tail:
+            on_text(tail)
+        return produced
+
+    def _run_logits(self, slm, job, prompt, policy, usage, on_text, report) -> int:
+        return run_logits_mode(self, slm, job, prompt, policy, usage, on_text, report)
+
+    def check_vocabulary(self, model_id: str, fingerprint: str) -> None:
+        """Refuse logits mode against a cloud whose token ids mean other bytes."""
+        with self.pool.acquire() as slm:
+            ours, our_id = slm.tokenizer_fingerprint, slm.model_id
+        if fingerprint != ours:
+            raise VocabularyMismatch(
+                f"logits mode needs one vocabulary on both ends, but the edge model "
+                f"{our_id!r} ({ours}) and the cloud model {model_id!r} ({fingerprint}) "
+                "tokenize differently; use sketch mode or matching models"
+            )
+
+
+class VocabularyMismatch(RuntimeError):
+    pass

