@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         for paragraph in body["choices"][0]["message"]["content"].split("\n"):
             print(textwrap.indent(textwrap.fill(paragraph, 88), "  ") if paragraph else "")
         _step("Exactly what left the device (from the privacy ledger)")
-        for entry in ledger["data"]:
+        for entry in sorted(ledger["data"], key=lambda e: e["id"]):
             print(
                 f"  {entry['method']} {entry['endpoint']}  {entry['bytes_up']} bytes up, "
                 f"{entry['bytes_down']} down, status {entry['status']}"

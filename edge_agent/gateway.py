@@ -81,6 +81,7 @@ class Gateway:
                 policy=policy,
                 usage=usage,
                 max_points=int(job.options.get("sketch_points") or self.settings.sketch_points),
+                max_tokens=self.settings.sketch_max_tokens,
             )
             outline = result.points
             report["sketch_points"] = result.points

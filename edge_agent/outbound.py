@@ -249,6 +249,8 @@ class CloudClient:
                     error=str(last_error),
                 )
                 usage.errors.append(str(last_error))
+                if isinstance(exc, httpx.ReadTimeout):
+                    break  # a slow cloud stays slow: retrying would only double the wait
                 continue
             elapsed = time.perf_counter() - started
             usage.wait_s += elapsed

@@ -32,6 +32,7 @@ def fetch_outline(
     policy: str,
     usage: CloudUsage,
     max_points: int,
+    max_tokens: int = 160,
 ) -> OutlineResult:
     """Ask the cloud for an outline; never raises for cloud trouble, degrades instead."""
     instruction = task_title(task)[:MAX_INSTRUCTION_CHARS]
@@ -43,7 +44,9 @@ def fetch_outline(
             reason="blocked by the privacy guard: the instruction names private details",
             guard=record,
         )
-    request = SketchRequest(instruction=inspected.text, max_points=max_points)
+    request = SketchRequest(
+        instruction=inspected.text, max_points=max_points, max_tokens=max_tokens
+    )
     try:
         reply = cloud.sketch(
             request,
