@@ -1,0 +1,93 @@
+"""`cogenesis cloud serve`: run the cloud service with uvicorn.
+
+The token comes from the environment (COGENESIS_CLOUD_TOKEN) only, never from argv,
+where other users of the machine could read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from cloud_service.errors import EngineUnavailable
+from cloud_service.settings import CloudSettings, is_loopback
+from shared_protocol.defaults import DefaultModelMissing
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cogenesis cloud", description="CoGenesis cloud service (sketches, logits)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve", help="serve the /v1 API", description="Token: env COGENESIS_CLOUD_TOKEN."
+    )
+    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8600)")
+    serve.add_argument("--model", type=Path, help="GGUF file (default: embedded SmolLM2)")
+    serve.add_argument("--engine", choices=["llamacpp", "vllm"], help="default llamacpp")
+    serve.add_argument("--n-ctx", type=int, help="context window (default 4096)")
+    serve.add_argument("--log-level", default="info", help="uvicorn log level")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse exits; callers of main() want a code
+        return int(exit_.code or 0)
+    if args.command == "serve":
+        return serve(args)
+    return EXIT_USAGE  # pragma: no cover - argparse enforces a command
+
+
+def serve(args: argparse.Namespace) -> int:
+    overrides = {
+        name: value
+        for name, value in {
+            "host": args.host,
+            "port": args.port,
+            "model_path": args.model,
+            "engine": args.engine,
+            "n_ctx": args.n_ctx,
+        }.items()
+        if value is not None
+    }
+    try:
+        settings = CloudSettings(**overrides)
+    except ValidationError as exc:
+        return _fail(f"invalid settings:\n{exc}")
+    if not settings.auth_enabled and not is_loopback(settings.host):
+        return _fail(
+            f"refusing to listen on {settings.host} without a token: set "
+            "COGENESIS_CLOUD_TOKEN, or bind 127.0.0.1"
+        )
+    try:
+        model = settings.resolved_model_path()
+    except DefaultModelMissing as exc:
+        return _fail(str(exc))
+    if settings.engine == "llamacpp" and not model.is_file():
+        return _fail(f"model file not found: {model}")
+
+    import uvicorn
+
+    from cloud_service.app import create_app
+
+    try:
+        app = create_app(settings)
+    except EngineUnavailable as exc:
+        return _fail(str(exc))
+    auth = "bearer token" if settings.auth_enabled else "no auth (loopback only)"
+    print(f"cogenesis cloud: {model} on http://{settings.host}:{settings.port} ({auth})")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"cogenesis cloud: {message}", file=sys.stderr)
+    return EXIT_USAGE

@@ -1,0 +1,112 @@
+"""The engine interface. A new engine is one new file implementing ``Engine``.
+
+Sessions and routes talk to engines through five calls: ``chat_prompt_tokens``, ``chat``,
+``score``, ``release`` and the read-only facts (model id, vocabulary, fingerprint).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+
+import numpy as np
+
+from shared_protocol.fingerprint import tokenizer_fingerprint
+
+
+@dataclass(frozen=True)
+class TopKRow:
+    """Top-k next-token log-probs at one position, sorted descending (ties: lower id)."""
+
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+
+    def head(self, k: int) -> TopKRow:
+        return TopKRow(self.token_ids[:k], self.logprobs[:k])
+
+
+class ChatResult(NamedTuple):
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Engine(ABC):
+    """One loaded model. Implementations serialize their own calls (they may hold one
+    native context), so callers can share an engine across threads."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[tuple[str, ...]] = ("sketch", "logits")
+
+    model_id: str
+    vocab_size: int
+    n_ctx: int
+
+    def __init__(self) -> None:
+        self._fingerprint: str | None = None
+        self._fingerprint_lock = threading.Lock()
+
+    @property
+    def tokenizer_fingerprint(self) -> str:
+        """sha256 over every token's bytes (special tokens rendered), in id order."""
+        with self._fingerprint_lock:
+            if self._fingerprint is None:
+                self._fingerprint = tokenizer_fingerprint(self.token_pieces())
+            return self._fingerprint
+
+    @abstractmethod
+    def token_pieces(self) -> Iterable[bytes]:
+        """The bytes of each token id 0..vocab_size-1, special tokens as their text."""
+
+    @abstractmethod
+    def chat_prompt_tokens(self, system: str | None, user: str) -> list[int]:
+        """The model's own chat template over one user turn, with the generation prompt."""
+
+    @abstractmethod
+    def chat(
+        self,
+        system: str | None,
+        user: str,
+        max_tokens: int,
+        temperature: float = 0.0,
+        *,
+        stop: Callable[[str], bool] | None = None,
+    ) -> ChatResult:
+        """Generate a reply (greedy when temperature is 0), at most max_tokens tokens.
+
+        ``stop(text_so_far)`` is a hint checked at line ends: True ends generation
+        early. An engine that cannot call back mid-generation may ignore it.
+        """
+
+    @abstractmethod
+    def score(self, key: str, tokens: Sequence[int], n_out: int, top_k: int) -> list[TopKRow]:
+        """Top-k log-probs after each of the last ``n_out`` tokens of ``tokens``.
+
+        ``key`` names a stream of calls whose token lists mostly extend each other (one
+        session). An engine may keep state per key to skip the shared prefix; results
+        must not depend on whether it did.
+        """
+
+    def release(self, key: str) -> None:  # noqa: B027 - optional hook, stateless engines skip it
+        """Forget any state kept for ``key``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free native resources."""
+
+
+def top_k_logprobs(logits: np.ndarray, k: int) -> TopKRow:
+    """log_softmax over the full vocabulary, then the k best, sorted descending.
+
+    Float64 keeps the normalizer exact enough that the edge can trust the missing mass.
+    Ties break on the lower token id so that equal inputs give equal lists.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    k = min(k, x.shape[0])
+    peak = x.max()
+    log_z = peak + np.log(np.exp(x - peak).sum())
+    best = np.argpartition(-x, k - 1)[:k]
+    best = best[np.lexsort((best, -x[best]))]
+    return TopKRow(tuple(int(i) for i in best), tuple(float(x[i] - log_z) for i in best))
