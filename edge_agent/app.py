@@ -24,9 +24,11 @@ from edge_agent.openai_types import (
     openai_error,
 )
 from edge_agent.outbound import CloudClient, CloudError
+from edge_agent.prefix_cache import PrefixCache
 from edge_agent.settings import EdgeSettings
 from edge_agent.slm import SmallModel, SmallModelPool
-from edge_agent.store import Store, UserNotFound, open_store
+from edge_agent.store import DatasetFormatError, Store, UserNotFound, open_store
+from edge_agent.store.cogenesis_format import export_users, import_items
 from edge_agent.store.schemas import ProfileIn, ProfileUpdate
 from shared_protocol import InfoResponse
 from shared_protocol.defaults import default_gguf_path
@@ -58,9 +60,15 @@ def build_services(
     store = open_store(settings.db_url)
     if pool is None:
         model_path = settings.model_path or default_gguf_path()
+        cache = PrefixCache(settings.prefix_cache_entries, settings.prefix_cache_dir)
         pool = SmallModelPool(
-            lambda: SmallModel(model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads),
-            size=1,
+            lambda: SmallModel(
+                model_path,
+                n_ctx=settings.n_ctx,
+                n_threads=settings.n_threads,
+                prefix_cache=cache,
+            ),
+            size=settings.workers,
         )
     if guard is None:
         from edge_agent.guard import PrivacyGuard
@@ -118,6 +126,25 @@ def create_app(
     def create_profile(body: ProfileIn) -> dict:
         return svc.store.profiles.create_user(body).model_dump(mode="json")
 
+    @app.post("/v1/profiles/import", status_code=201)
+    def import_profiles(items: list[dict[str, Any]]) -> dict:
+        """Import users from a body in the CoGenesis dataset format (all or nothing)."""
+        try:
+            report = import_items(items, svc.store.profiles, source="request body")
+        except DatasetFormatError as exc:
+            raise ApiError(400, f"{exc} (nothing was imported)", "bad_dataset") from exc
+        for user_id in report.user_ids:
+            _invalidate_prefix(svc, user_id)
+        return {"users": [{"id": u.id, "name": u.name} for u in report.users]}
+
+    @app.get("/v1/profiles/export")
+    def export_profiles(user: list[str] | None = Query(None)) -> list[dict]:
+        """Users in the CoGenesis dataset format (all users, or the given ones)."""
+        try:
+            return export_users(svc.store.profiles, user)
+        except UserNotFound as exc:
+            raise ApiError(404, str(exc), "user_not_found", "user") from exc
+
     @app.get("/v1/profiles")
     def list_profiles() -> dict:
         users = svc.store.profiles.list_users()
@@ -131,16 +158,14 @@ def create_app(
     def update_profile(user_id: str, body: ProfileUpdate) -> dict:
         _user_or_404(svc, user_id)
         updated = svc.store.profiles.update_user(user_id, body)
-        for model in svc.pool.models:
-            model.prefix_cache.invalidate_user(user_id)
+        _invalidate_prefix(svc, user_id)
         return updated.model_dump(mode="json")
 
     @app.delete("/v1/profiles/{user_id}", status_code=204)
     def delete_profile(user_id: str, include_ledger: bool = False) -> Response:
         _user_or_404(svc, user_id)
         svc.store.profiles.delete_user(user_id, include_ledger=include_ledger)
-        for model in svc.pool.models:
-            model.prefix_cache.invalidate_user(user_id)
+        _invalidate_prefix(svc, user_id)
         return Response(status_code=204)
 
     @app.get("/v1/ledger")
@@ -158,6 +183,12 @@ def create_app(
         return {"object": "list", "total": total, "data": [r.model_dump(mode="json") for r in rows]}
 
     return app
+
+
+def _invalidate_prefix(svc: EdgeServices, user_id: str) -> None:
+    """Free the user's cached KV prefixes (new data already misses them by key)."""
+    for model in svc.pool.models:
+        model.prefix_cache.invalidate_user(user_id)
 
 
 def _user_or_404(svc: EdgeServices, user_id: str):

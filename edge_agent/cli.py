@@ -184,7 +184,7 @@ def _profiles_import(args: argparse.Namespace) -> int:
     try:
         report = import_file(args.file, store.profiles, progress=sys.stderr.isatty())
     except DatasetFormatError as exc:
-        raise CliError(f"{args.file}: {exc} (nothing was imported)") from exc
+        raise CliError(f"{exc} (nothing was imported)") from exc
     for user in report.users:
         print(f"{user.id}  {user.name}")
     print(f"imported {len(report.users)} users from {args.file}", file=sys.stderr)
@@ -279,9 +279,12 @@ def _ledger_show(args: argparse.Namespace) -> int:
 
 def _ledger_verify(args: argparse.Namespace) -> int:
     from edge_agent.guard.verify import verify_ledger
+    from edge_agent.slm import load_detokenizer
+    from shared_protocol.defaults import default_gguf_path
 
     store = _store(args)
-    report = verify_ledger(store, user_id=args.user)
+    model_path = _settings(args).model_path or default_gguf_path()
+    report = verify_ledger(store, user_id=args.user, detokenize=load_detokenizer(model_path))
     for hit in report.hits:
         print(f"HIT entry #{hit.entry_id} user={hit.user_id}: {hit.kind} ({hit.description})")
     print(f"checked {report.entries} entries: {len(report.hits)} hits")

@@ -36,6 +36,13 @@ class EdgeSettings(BaseSettings):
     )
     n_ctx: int = Field(4096, ge=512, description="Context window of the small model.")
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp.")
+    workers: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Small-model contexts, so requests can overlap (each "
+        "holds its own KV cache; the weights are shared).",
+    )
     max_tokens: int = Field(256, ge=1, le=4096, description="Default answer length in tokens.")
     history_items: int = Field(4, ge=0, description="Writing samples put in the private prompt.")
     history_chars: int = Field(1200, ge=0, description="Characters kept of each writing sample.")

@@ -77,7 +77,7 @@ class SmallModel:
         self.n_ctx = n_ctx
         self.vocab_size = self._llm.n_vocab()
         self.eos_ids = {self._llm.token_eos()}
-        self.prefix_cache = prefix_cache or PrefixCache(max_entries=8)
+        self.prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache(8)
         self.lock = threading.RLock()
         self.timer = DecodeTimer()
         template = self._llm.metadata.get("tokenizer.chat_template")
@@ -259,7 +259,7 @@ class SmallModel:
         size = llama_cpp.llama_state_get_size(ctx)
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_get_data(ctx, buffer, size)
-        return KVState(tokens=self.tokens, data=bytes(buffer[:written]))
+        return KVState(tokens=self.tokens, data=ctypes.string_at(buffer, written))
 
     def _restore(self, state: KVState) -> None:
         buffer = (ctypes.c_uint8 * len(state.data)).from_buffer_copy(state.data)
@@ -267,6 +267,14 @@ class SmallModel:
         n = len(state.tokens)
         self._llm.input_ids[:n] = state.tokens
         self._llm.n_tokens = n
+
+
+def load_detokenizer(model_path: Path) -> Callable[[Sequence[int]], str]:
+    """Token ids to text with only the model's vocabulary loaded (no weights)."""
+    if not Path(model_path).is_file():
+        raise ModelLoadError(f"model file not found: {model_path}")
+    vocab = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+    return lambda ids: vocab.detokenize(list(ids)).decode("utf-8", errors="replace")
 
 
 class SmallModelPool:

@@ -52,7 +52,7 @@ def cloud(tmp_path_factory) -> Iterator[Cloud]:
 
 @pytest.fixture(scope="session")
 def pool() -> SmallModelPool:
-    return SmallModelPool(lambda: SmallModel(default_gguf_path(), n_ctx=4096), size=1)
+    return SmallModelPool(lambda: SmallModel(default_gguf_path(), n_ctx=4096), size=2)
 
 
 @pytest.fixture(scope="session")

@@ -103,9 +103,7 @@ def test_changing_a_profile_invalidates_its_cached_prefix(edge) -> None:
     client = client_for(edge)
     messages = [{"role": "user", "content": TASK}]
     client.chat.completions.create(model="local", user=user, max_tokens=2, messages=messages)
-    warm = client.chat.completions.create(
-        model="local", user=user, max_tokens=2, messages=messages
-    )
+    warm = client.chat.completions.create(model="local", user=user, max_tokens=2, messages=messages)
     reply = httpx.patch(
         f"{edge.url}/v1/profiles/{user}", json={"writing_style": "Terse and dry"}, timeout=30
     )

@@ -36,13 +36,31 @@ def canary_profile(tag: str) -> tuple[dict, list[str]]:
         "assistant_usage": f"Drafts letters to {c('Assistant')}",
         "extra": {"pet": f"a parrot named {c('Pet')}"},
         "history": [
-            {"title": f"Letter to {c('HistTitle')}", "text": f"Dear {c('HistText')}, the "
-             f"storm passed and the lamp at {c('HistPlace')} held all night."},
+            {
+                "title": f"Letter to {c('HistTitle')}",
+                "text": f"Dear {c('HistText')}, the "
+                f"storm passed and the lamp at {c('HistPlace')} held all night.",
+            },
         ],
     }
-    canaries = [f"Qz{f}{tag}" for f in (
-        "Name", "Occupation", "Location", "Traits", "Style", "Private", "Allergy", "Device",
-        "Assistant", "Pet", "HistTitle", "HistText", "HistPlace")]
+    canaries = [
+        f"Qz{f}{tag}"
+        for f in (
+            "Name",
+            "Occupation",
+            "Location",
+            "Traits",
+            "Style",
+            "Private",
+            "Allergy",
+            "Device",
+            "Assistant",
+            "Pet",
+            "HistTitle",
+            "HistText",
+            "HistPlace",
+        )
+    ]
     return body, canaries
 
 
@@ -56,8 +74,11 @@ def cloud_view(edge, bodies: list[bytes]) -> str:
                 message = json.loads(body)
             except ValueError:
                 continue
-            ids = message.get("prompt_token_ids", []) + message.get("append", []) + \
-                message.get("draft", [])
+            ids = (
+                message.get("prompt_token_ids", [])
+                + message.get("append", [])
+                + message.get("draft", [])
+            )
             if ids:
                 parts.append(slm.detokenize(ids).decode("utf-8", errors="replace"))
     return "\n".join(parts)
@@ -81,7 +102,10 @@ def test_no_canary_reaches_the_cloud_or_the_ledger(edge, cloud, mode) -> None:
     before = len(cloud.bodies())
     ledger_before = ledger_total(edge)
     answer = client_for(edge).chat.completions.create(
-        model=mode, user=user, max_tokens=24, messages=[{"role": "user", "content": TASK}],
+        model=mode,
+        user=user,
+        max_tokens=24,
+        messages=[{"role": "user", "content": TASK}],
         extra_body={"cogenesis": {"draft_tokens": 4}} if mode == "cogenesis-logits" else None,
     )
     assert answer.model_extra["cogenesis"]["degraded"] is False
@@ -102,7 +126,9 @@ def test_canary_check_detects_a_leak(edge, cloud) -> None:
     user = httpx.post(f"{edge.url}/v1/profiles", json=body, timeout=30).json()["id"]
     before = len(cloud.bodies())
     client_for(edge).chat.completions.create(
-        model="cogenesis-sketch", user=user, max_tokens=4,
+        model="cogenesis-sketch",
+        user=user,
+        max_tokens=4,
         messages=[{"role": "user", "content": f"Write to {canaries[0]}: a short note."}],
         extra_body={"cogenesis": {"guard_policy": "off"}},
     )
