@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -323,17 +325,37 @@ def _research_setup(args: argparse.Namespace):
 
 
 def _fusion_train(args: argparse.Namespace) -> int:
-    from edge_agent.collab.research import train_gate
+    from edge_agent.collab.nll import train_gate_from_dataset
 
-    settings, slm, cloud = _research_setup(args)
-    report = train_gate(args.file, slm, cloud, settings, args.out, args.max_tasks)
+    _, slm, cloud = _research_setup(args)
+    with _dataset_errors(args.file):
+        report = train_gate_from_dataset(
+            args.file, slm, cloud, args.out, args.max_tasks, progress=sys.stderr.isatty()
+        )
     print(report)
     return 0
 
 
 def _eval_nll(args: argparse.Namespace) -> int:
-    from edge_agent.collab.research import eval_nll
+    from edge_agent.collab.nll import evaluate_nll
 
-    settings, slm, cloud = _research_setup(args)
-    eval_nll(args.file, slm, cloud, settings, args.out, args.max_tasks)
+    _, slm, cloud = _research_setup(args)
+    with _dataset_errors(args.file):
+        evaluate_nll(
+            args.file,
+            slm,
+            cloud,
+            max_tasks=args.max_tasks,
+            progress=sys.stderr.isatty(),
+            out_path=args.out,
+        )
     return 0
+
+
+@contextmanager
+def _dataset_errors(path: Path) -> Iterator[None]:
+    """A malformed dataset is the user's error: one line, not a traceback."""
+    try:
+        yield
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise CliError(f"{path}: not a usable CoGenesis dataset: {exc!r}") from exc
