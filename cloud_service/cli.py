@@ -1,4 +1,5 @@
 """`cogenesis cloud serve`: run the cloud service with uvicorn.
+`cogenesis cloud convert-gguf`: make a GGUF loadable by the vllm engine.
 
 The token comes from the environment (COGENESIS_CLOUD_TOKEN) only, never from argv,
 where other users of the machine could read it.
@@ -33,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--engine", choices=["llamacpp", "vllm"], help="default llamacpp")
     serve.add_argument("--n-ctx", type=int, help="context window (default 4096)")
     serve.add_argument("--log-level", default="info", help="uvicorn log level")
+    convert = commands.add_parser(
+        "convert-gguf",
+        help="dequantize a GGUF into a Hugging Face folder for --engine vllm",
+        description="Needs transformers, gguf and torch (the vllm extra). Runs offline.",
+    )
+    convert.add_argument("gguf", type=Path, metavar="GGUF_PATH", help="the .gguf file")
+    convert.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write")
+    convert.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
     return parser
 
 
@@ -43,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     if args.command == "serve":
         return serve(args)
+    if args.command == "convert-gguf":
+        return convert_gguf(args)
     return EXIT_USAGE  # pragma: no cover - argparse enforces a command
 
 
@@ -85,6 +96,17 @@ def serve(args: argparse.Namespace) -> int:
     auth = "bearer token" if settings.auth_enabled else "no auth (loopback only)"
     print(f"cogenesis cloud: {model} on http://{settings.host}:{settings.port} ({auth})")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
+    return 0
+
+
+def convert_gguf(args: argparse.Namespace) -> int:
+    from cloud_service.convert import ConvertError
+    from cloud_service.convert import convert_gguf as convert
+
+    try:
+        convert(args.gguf, args.out_dir, overwrite=args.force)
+    except ConvertError as exc:
+        return _fail(str(exc))
     return 0
 
 

