@@ -1,0 +1,334 @@
+"""Logits-mode benchmark: cloud round trips, uplink bytes and speed per generated token.
+
+On N dev-set tasks (default 20), one run each on loopback, with greedy decoding:
+- local: the small model alone (no cloud);
+- step: step-by-step fusion, the cloud consulted at every token (one call per token);
+- schedule: step-by-step fusion on the paper's P/K/T schedule (5, 10, 3);
+- draft4 / draft8: draft-and-verify, every token fused, N = 4 / 8, drafts cut where
+  the small model's probability of the whole draft drops below 0.05 (draft8 is the
+  default of logits mode); draft8-fixed: always N = 8;
+- draft8+schedule: both.
+
+Prints a table and writes JSON (bench/results/logits.json). The cloud runs as a real
+server: by default a separate process (`python -m cloud_service serve` on a free port),
+like a remote machine; `--cloud inproc` uses cloud_service.testing in this process.
+
+    .venv/bin/python bench/logits.py [DATASET] [--tasks 20] [--max-tokens 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from edge_agent.collab.logits import LogitsOptions, run_logits  # noqa: E402
+from edge_agent.collab.nll import dataset_prompts, load_dataset  # noqa: E402
+from edge_agent.collab.schedule import Schedule  # noqa: E402
+from edge_agent.outbound import CloudClient, CloudUsage  # noqa: E402
+from edge_agent.slm import SmallModel  # noqa: E402
+from shared_protocol.defaults import default_gguf_path  # noqa: E402
+
+DEFAULT_DATASET = ROOT / ".." / "shared" / "data" / "cogenesis_context_aware_dev.json"
+DEFAULT_OUT = ROOT / "bench" / "results" / "logits.json"
+PAPER_SCHEDULE = Schedule(5, 10, 3)
+TARGETS = {"uplink_bytes_per_token": 64, "round_trips_per_token": 0.25, "speed_vs_local": 0.7}
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    draft: int
+    schedule: Schedule | None  # None: local only
+    min_prob: float = 0.05  # LogitsOptions.draft_min_prob
+
+
+CONFIGS = (
+    Config("local", 0, None),
+    Config("step", 0, Schedule.every_step()),
+    Config("schedule", 0, PAPER_SCHEDULE),
+    Config("draft4", 4, Schedule.every_step()),
+    Config("draft8", 8, Schedule.every_step()),
+    Config("draft8-fixed", 8, Schedule.every_step(), min_prob=0.0),
+    Config("draft8+schedule", 8, PAPER_SCHEDULE),
+)
+DEFAULT_CONFIG = "draft8"
+SAME_OUTPUT = {
+    "draft4": "step",
+    "draft8": "step",
+    "draft8-fixed": "step",
+    "draft8+schedule": "schedule",
+}
+
+
+@dataclass
+class Totals:
+    tokens: int = 0
+    calls: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    evals: int = 0
+    wall_s: float = 0.0
+    small_s: float = 0.0
+    wait_s: float = 0.0
+    degraded: int = 0
+    per_task_speed: list[float] = field(default_factory=list)
+    identical: int = 0
+    compared: int = 0
+
+
+class MemoryLedger:
+    """Counts entries; the benchmark measures the loop, not the SQLite ledger."""
+
+    def __init__(self) -> None:
+        self.entries = 0
+
+    def begin(self, **_: object) -> int:
+        self.entries += 1
+        return self.entries
+
+    def finish(self, *_: object, **__: object) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def cloud_server(mode: str, threads: int | None) -> Iterator[str]:
+    if mode == "inproc":
+        from cloud_service.settings import CloudSettings
+        from cloud_service.testing import start_cloud_server
+
+        server = start_cloud_server(CloudSettings(n_threads=threads))
+        try:
+            yield server.base_url
+        finally:
+            server.stop()
+        return
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("COGENESIS_CLOUD_TOKEN", None)
+    if threads:
+        env["COGENESIS_CLOUD_N_THREADS"] = str(threads)
+    cmd = [sys.executable, "-m", "cloud_service", "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, "--log-level", "warning"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"cloud server exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("cloud server did not start in 120 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run(args: argparse.Namespace) -> dict:
+    records = load_dataset(args.dataset, args.tasks)
+    slm = SmallModel(default_gguf_path(), n_ctx=4096, n_threads=args.edge_threads)
+    build = dataset_prompts(slm)
+    totals = {c.name: Totals() for c in CONFIGS}
+    with cloud_server(args.cloud, args.cloud_threads) as url:
+        client = CloudClient(url, token=None, ledger=MemoryLedger(), timeout_s=60)
+        info = client.info()
+        if info.tokenizer_fingerprint != slm.tokenizer_fingerprint:
+            raise SystemExit("the cloud's tokenizer differs from the small model's")
+        for index, record in enumerate(tqdm(records, desc="logits bench", unit="task")):
+            private, public = build(record)
+            slm.start(private)  # prefill once; every run below reuses it
+            outputs: dict[str, list[int]] = {}
+            speeds: dict[str, float] = {}
+            # Rotate the order so that load from other processes spreads over configs.
+            order = CONFIGS[index % len(CONFIGS) :] + CONFIGS[: index % len(CONFIGS)]
+            for config in order:
+                usage = CloudUsage()
+                options = LogitsOptions(
+                    fusion=args.fusion,
+                    schedule=config.schedule or Schedule.every_step(),
+                    draft_tokens=config.draft,
+                    top_k=args.top_k,
+                    max_tokens=args.max_tokens,
+                    draft_min_prob=config.min_prob,
+                    lookahead=not args.no_lookahead,
+                )
+                result = run_logits(
+                    slm,
+                    private,
+                    public,
+                    client if config.schedule is not None else None,
+                    options,
+                    f"bench-{index}",
+                    usage,
+                )
+                t = totals[config.name]
+                t.tokens += result.generated_tokens
+                t.calls += result.cloud_calls
+                t.bytes_up += result.bytes_up
+                t.bytes_down += result.bytes_down
+                t.drafted += result.drafted
+                t.accepted += result.accepted
+                t.evals += result.small_model_evals
+                t.wall_s += result.wall_s
+                t.small_s += result.small_model_s
+                t.wait_s += result.cloud_wait_s
+                t.degraded += result.degraded
+                outputs[config.name] = result.tokens
+                speeds[config.name] = result.generated_tokens / max(result.wall_s, 1e-9)
+            for name, speed in speeds.items():
+                totals[name].per_task_speed.append(speed / speeds["local"])
+            for name, reference in SAME_OUTPUT.items():
+                totals[name].compared += 1
+                totals[name].identical += outputs[name] == outputs[reference]
+    return summarize(args, totals, len(records))
+
+
+def summarize(args: argparse.Namespace, totals: dict[str, Totals], n_tasks: int) -> dict:
+    local_speed = totals["local"].tokens / max(totals["local"].wall_s, 1e-9)
+    rows = []
+    for config in CONFIGS:
+        t = totals[config.name]
+        tokens = max(t.tokens, 1)
+        speed = t.tokens / max(t.wall_s, 1e-9)
+        rows.append(
+            {
+                "config": config.name,
+                "draft_tokens": config.draft,
+                "schedule": str(config.schedule) if config.schedule else "-",
+                "tokens": t.tokens,
+                "round_trips_per_token": t.calls / tokens,
+                "uplink_bytes_per_token": t.bytes_up / tokens,
+                "downlink_bytes_per_token": t.bytes_down / tokens,
+                "acceptance": t.accepted / t.drafted if t.drafted else None,
+                "small_model_evals_per_token": t.evals / tokens,
+                "tokens_per_s": speed,
+                "speed_vs_local": speed / local_speed,
+                "speed_vs_local_median_task": statistics.median(t.per_task_speed),
+                "small_model_s": t.small_s,
+                "cloud_wait_s": t.wait_s,
+                "degraded_runs": t.degraded,
+                "identical_to": SAME_OUTPUT.get(config.name),
+                "identical_runs": f"{t.identical}/{t.compared}" if t.compared else None,
+            }
+        )
+    default = next(r for r in rows if r["config"] == DEFAULT_CONFIG)
+    checks = {
+        "uplink_bytes_per_token": default["uplink_bytes_per_token"]
+        <= TARGETS["uplink_bytes_per_token"],
+        "round_trips_per_token": default["round_trips_per_token"]
+        <= TARGETS["round_trips_per_token"],
+        "speed_vs_local": default["speed_vs_local"] >= TARGETS["speed_vs_local"],
+    }
+    return {
+        "benchmark": "logits",
+        "dataset": str(Path(args.dataset).resolve()),
+        "tasks": n_tasks,
+        "max_tokens": args.max_tokens,
+        "top_k": args.top_k,
+        "fusion": args.fusion,
+        "decoding": "greedy",
+        "lookahead": not args.no_lookahead,
+        "cloud": args.cloud,
+        "edge_threads": args.edge_threads,
+        "cloud_threads": args.cloud_threads,
+        "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "default_config": DEFAULT_CONFIG,
+        "targets": TARGETS,
+        "targets_met": checks,
+        "rows": rows,
+    }
+
+
+def table(report: dict) -> str:
+    head = (
+        f"{'config':<17}{'N':>3}{'sched':>9}{'tokens':>8}{'rt/tok':>8}{'up B/tok':>10}"
+        f"{'down B/tok':>11}{'accept':>8}{'evals':>7}{'tok/s':>8}{'x local':>9}{'x med':>7}"
+        f"{'same':>8}"
+    )
+    lines = [
+        f"logits bench: {report['tasks']} tasks x {report['max_tokens']} tokens, greedy, "
+        f"fusion={report['fusion']}, top-k={report['top_k']}, cloud={report['cloud']}, "
+        f"threads edge={report['edge_threads']} cloud={report['cloud_threads']}, "
+        f"lookahead={report['lookahead']}",
+        head,
+        "-" * len(head),
+    ]
+    for r in report["rows"]:
+        accept = f"{r['acceptance']:.2f}" if r["acceptance"] is not None else "-"
+        lines.append(
+            f"{r['config']:<17}{r['draft_tokens']:>3}{r['schedule']:>9}{r['tokens']:>8}"
+            f"{r['round_trips_per_token']:>8.3f}{r['uplink_bytes_per_token']:>10.1f}"
+            f"{r['downlink_bytes_per_token']:>11.1f}{accept:>8}"
+            f"{r['small_model_evals_per_token']:>7.2f}{r['tokens_per_s']:>8.1f}"
+            f"{r['speed_vs_local']:>9.2f}{r['speed_vs_local_median_task']:>7.2f}"
+            f"{(r['identical_runs'] or '-'):>8}"
+        )
+    met = ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in report["targets_met"].items())
+    lines.append(f"targets for {report['default_config']}: {met}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset", nargs="?", default=str(DEFAULT_DATASET))
+    parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--fusion", default="mean")
+    parser.add_argument("--cloud", choices=["process", "inproc"], default="process")
+    # One core per end by default: in deployment the cloud is another machine, and the
+    # local-only baseline runs with the same single thread as the edge.
+    parser.add_argument("--edge-threads", type=int, default=1)
+    parser.add_argument("--cloud-threads", type=int, default=1)
+    parser.add_argument("--no-lookahead", action="store_true")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    report = run(args)
+    print(table(report))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

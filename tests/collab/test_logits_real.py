@@ -1,0 +1,140 @@
+"""Logits mode on the real models: SmolLM2 on the device and behind a real cloud server."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_agent.collab.logits import LogitsOptions, run_logits
+from edge_agent.collab.schedule import Schedule
+from edge_agent.outbound import CloudClient, CloudUsage
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = [
+    (
+        "You are Ana Ribeiro, a marine biologist in Lisbon who surfs at dawn and writes "
+        "short, warm posts about the ocean.",
+        "Write a short blog post about your weekend.",
+    ),
+    (
+        "You are Tom Becker, a retired train driver from Leipzig who restores old radios "
+        "and writes plain, funny letters.",
+        "Write a letter inviting your neighbours to a summer party.",
+    ),
+]
+
+
+class MemoryLedger:
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+
+    def begin(self, *, payload: bytes, **_: object) -> int:
+        self.payloads.append(payload)
+        return len(self.payloads)
+
+    def finish(self, *_: object, **__: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def edge_model():
+    from edge_agent.slm import SmallModel
+    from shared_protocol.defaults import default_gguf_path
+
+    return SmallModel(default_gguf_path(), n_ctx=2048)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from cloud_service.testing import shared_default_engine
+
+    return shared_default_engine()
+
+
+@pytest.fixture
+def cloud(engine):
+    from cloud_service.settings import CloudSettings
+    from cloud_service.testing import start_cloud_server
+
+    server = start_cloud_server(CloudSettings(), engine=engine)
+    ledger = MemoryLedger()
+    client = CloudClient(server.base_url, token=None, ledger=ledger, retries=0, timeout_s=60)
+    try:
+        yield client, server, ledger
+    finally:
+        client.close()
+        server.stop()
+
+
+def _prompts(model, system: str, task: str) -> tuple[list[int], str]:
+    private = model.tokenize(
+        model.render_chat(
+            [{"role": "system", "content": system}, {"role": "user", "content": task}]
+        )
+    )
+    return private, task
+
+
+def _run(model, client, private, public, n_draft, schedule=None, max_tokens=32, **kw):
+    # Same starting state for every run: without flash attention llama.cpp is not batch
+    # invariant, so a prompt prefilled in one batch and one whose last token was
+    # re-evaluated alone (a cache hit) give slightly different first log-probs.
+    model.start(private)
+    options = LogitsOptions(
+        draft_tokens=n_draft,
+        schedule=schedule or Schedule.every_step(),
+        max_tokens=max_tokens,
+        **kw,
+    )
+    return run_logits(model, private, public, client, options, "u-test", CloudUsage())
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_greedy_draft_and_verify_equals_step_by_step_on_real_models(edge_model, cloud, index):
+    client, _, ledger = cloud
+    private, public = _prompts(edge_model, *PROMPTS[index])
+    step = _run(edge_model, client, private, public, 0, lookahead=False)
+    assert step.generated_tokens >= 24 and not step.degraded
+    for n in (4, 8):
+        got = _run(edge_model, client, private, public, n)
+        assert got.tokens == step.tokens, f"N={n}: {got.text!r} != {step.text!r}"
+        assert got.cloud_calls < step.cloud_calls and not got.degraded
+    # Nothing private left the device: the system prompt is never in a request body.
+    assert not any(b"Ribeiro" in p or b"Becker" in p for p in ledger.payloads)
+
+
+def test_greedy_equivalence_holds_on_the_paper_schedule(edge_model, cloud):
+    client, _, _ = cloud
+    private, public = _prompts(edge_model, *PROMPTS[0])
+    base = _run(edge_model, client, private, public, 0, Schedule(5, 10, 3), max_tokens=40)
+    got = _run(edge_model, client, private, public, 8, Schedule(5, 10, 3), max_tokens=40)
+    assert got.tokens == base.tokens and got.collaborated < got.generated_tokens
+
+
+def test_cloud_dying_mid_answer_gives_a_degraded_but_complete_answer(edge_model, cloud):
+    client, server, _ = cloud
+    private, public = _prompts(edge_model, *PROMPTS[1])
+    healthy = _run(edge_model, client, private, public, 4, max_tokens=40)
+    seen: list[int] = []
+
+    def kill_after_ten(token: int) -> None:
+        seen.append(token)
+        if len(seen) == 10:
+            server.stop()
+
+    options = LogitsOptions(draft_tokens=4, max_tokens=40)
+    edge_model.start(private)
+    result = run_logits(
+        edge_model,
+        private,
+        public,
+        client,
+        options,
+        "u-test",
+        CloudUsage(),
+        on_token=kill_after_ten,
+    )
+    assert result.degraded and "cloud unavailable" in result.degraded_reason
+    assert result.generated_tokens == 40 or result.finish_reason == "stop"
+    assert result.tokens[:10] == healthy.tokens[:10]
+    assert result.text.strip()
