@@ -67,7 +67,14 @@ class SmallModel:
                 model_path=str(model_path),
                 n_ctx=n_ctx,
                 n_threads=n_threads,
+                # The library's default batch threads are all cores even when n_threads
+                # is lower; on a busy machine the spinning threads slow prefill badly.
+                n_threads_batch=n_threads,
                 logits_all=False,
+                # Batch invariance: with flash attention off and no one-token prefill
+                # batch (see start), a prompt's log-probs do not depend on how much of
+                # it came from the prefix cache.
+                flash_attn=False,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -168,8 +175,10 @@ class SmallModel:
             if state is not None and state.tokens == tokens[:prefix_len]:
                 self._restore(state)
                 reused = prefix_len
-        # Always evaluate at least the last token so its logits are fresh.
-        reused = min(reused, len(tokens) - 1)
+        # Evaluate at least the last two tokens: their logits must be fresh, and
+        # llama.cpp's one-token batch computes slightly different values than a longer
+        # batch, which would make a cached start differ from a cold one.
+        reused = min(reused, max(len(tokens) - 2, 0))
         self.rewind(reused)
         self.timer.cached_tokens += reused
         if prefix_key is not None and prefix_len > reused:
