@@ -8,6 +8,7 @@ steps with the cloud's top-k at token granularity.
 from __future__ import annotations
 
 import ctypes
+import os
 import queue
 import threading
 import time
@@ -62,14 +63,15 @@ class SmallModel:
     ) -> None:
         if not Path(model_path).is_file():
             raise ModelLoadError(f"model file not found: {model_path}")
+        threads = n_threads or max((os.cpu_count() or 2) // 2, 1)
         try:
             self._llm = Llama(
                 model_path=str(model_path),
                 n_ctx=n_ctx,
-                n_threads=n_threads,
+                n_threads=threads,
                 # The library's default batch threads are all cores even when n_threads
                 # is lower; on a busy machine the spinning threads slow prefill badly.
-                n_threads_batch=n_threads,
+                n_threads_batch=threads,
                 logits_all=False,
                 # Batch invariance: with flash attention off and no one-token prefill
                 # batch (see start), a prompt's log-probs do not depend on how much of
