@@ -12,6 +12,7 @@ import pytest
 from cloud_service.settings import CloudSettings
 from cloud_service.testing import shared_default_engine, start_cloud_server
 from edge_agent.app import EdgeServices, build_services, create_app
+from edge_agent.prefix_cache import PrefixCache
 from edge_agent.settings import EdgeSettings
 from edge_agent.slm import SmallModel, SmallModelPool
 from shared_protocol.defaults import default_gguf_path
@@ -52,7 +53,10 @@ def cloud(tmp_path_factory) -> Iterator[Cloud]:
 
 @pytest.fixture(scope="session")
 def pool() -> SmallModelPool:
-    return SmallModelPool(lambda: SmallModel(default_gguf_path(), n_ctx=4096), size=2)
+    cache = PrefixCache(max_entries=8)  # shared by the contexts, as build_services does
+    return SmallModelPool(
+        lambda: SmallModel(default_gguf_path(), n_ctx=4096, prefix_cache=cache), size=2
+    )
 
 
 @pytest.fixture(scope="session")
