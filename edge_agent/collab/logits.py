@@ -29,9 +29,10 @@ from pydantic import ValidationError
 
 from edge_agent.collab.fusion import FusionRule, TopKArrays, as_topk, fuse, make_rule
 from edge_agent.collab.gate import Gate
+from edge_agent.collab.prefix_view import IdentityView, View, make_view
 from edge_agent.collab.sampling import SamplingParams, UniformStream, pick
 from edge_agent.collab.schedule import Schedule
-from edge_agent.outbound import CloudError, CloudUsage
+from edge_agent.outbound import CloudError, CloudUsage, GuardRecord
 from shared_protocol import SessionOpenRequest, SessionStepRequest, TopK, limits
 
 TokenCallback = Callable[[int], Any]
@@ -53,6 +54,7 @@ class LogitsOptions:
     edge_k: int | None = None  # edge candidates per fused step; default: top_k
     draft_min_prob: float = 0.05  # stop drafting when P_small(whole draft) drops below
     lookahead: bool = True  # keep drafting on the device while a cloud call is in flight
+    prefix_redaction: bool = True  # the cloud sees private spans as placeholders (needs a matcher)
 
     def __post_init__(self) -> None:
         if not 0 <= self.draft_tokens <= limits.MAX_DRAFT_TOKENS:
@@ -92,6 +94,12 @@ class LogitsResult:
     fusion: str
     schedule: str
     draft_tokens: int
+    # Prefix redaction (prefix_view.py): placeholders released to the cloud, fused
+    # positions the small model decided alone because tokens were held back, matching time.
+    prefix_redaction: bool = False
+    redacted_spans: int = 0
+    held_back_steps: int = 0
+    prefix_guard_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -101,7 +109,11 @@ class LogitsResult:
 
 
 class _CloudSide:
-    """The cloud session as the edge sees it: committed tokens, the scored draft."""
+    """The cloud session as the edge sees it: committed tokens, the scored draft.
+
+    Tokens here are the CLOUD's copy of the answer (the view's `released` tokens), which
+    equals the generated tokens unless prefix redaction replaced a private span.
+    """
 
     def __init__(self, client: Any, user_id: str, usage: CloudUsage, mode: str) -> None:
         self.client = client
@@ -111,10 +123,11 @@ class _CloudSide:
         self.session_id: str | None = None
         self.alive = False
         self.failure: CloudError | None = None
-        self.known = 0  # generated tokens the cloud has committed
+        self.known = 0  # tokens of the cloud's copy it has committed
         self.draft: list[int] = []  # the uncommitted draft it scored last
         self.positions: list[TopKArrays] = []  # positions[i]: after known + draft[:i]
         self.vocab_size = 0
+        self.accepted = 0  # drafted tokens kept, counted when the next call commits them
 
     def _kw(self) -> dict[str, Any]:
         return {"user_id": self.user_id, "mode": self.mode, "usage": self.usage}
@@ -126,36 +139,48 @@ class _CloudSide:
         self.alive = True
         self.positions = [self._check(reply.next)]
 
-    def lookup(self, generated: Sequence[int], position: int) -> TopKArrays | None:
-        """The cloud's distribution at `position`, if the scored draft covers it."""
-        i = position - self.known
+    def lookup(self, released: Sequence[int]) -> TopKArrays | None:
+        """The cloud's distribution after `released` (the cloud's copy of the whole
+        generated prefix), if the scored draft covers it."""
+        i = len(released) - self.known
         if not 0 <= i < len(self.positions):
             return None
-        if list(generated[self.known : position]) != self.draft[:i]:
+        if list(released[self.known :]) != self.draft[:i]:
             return None
         return self.positions[i]
 
-    def step(self, generated: Sequence[int], draft: list[int]) -> None:
-        """Sync the cloud to `generated`, then score `draft` after it."""
-        tail = list(generated[self.known :])
-        accept = 0
-        while accept < min(len(self.draft), len(tail)) and self.draft[accept] == tail[accept]:
-            accept += 1
-        append = tail[accept:]
+    def kept(self, released: Sequence[int]) -> int:
+        """How many tokens of the scored draft `released` keeps."""
+        tail = released[self.known :]
+        n = 0
+        while n < min(len(self.draft), len(tail)) and self.draft[n] == tail[n]:
+            n += 1
+        return n
+
+    def step(
+        self, released: Sequence[int], draft: list[int], guard: GuardRecord | None = None
+    ) -> None:
+        """Sync the cloud to `released`, then score `draft` after it."""
+        accept = self.kept(released)
+        self.accepted += accept
+        append = list(released[self.known + accept :])
         while len(append) > limits.MAX_APPEND_TOKENS:  # long runs without the cloud
             chunk, append = append[: limits.MAX_APPEND_TOKENS], append[limits.MAX_APPEND_TOKENS :]
-            self._call(SessionStepRequest(accept=accept, append=chunk), 0)
+            self._call(SessionStepRequest(accept=accept, append=chunk), 0, guard)
             self.known += accept + len(chunk)
             self.draft, accept = [], 0
         self.positions = self._call(
-            SessionStepRequest(accept=accept, append=append, draft=draft), len(draft)
+            SessionStepRequest(accept=accept, append=append, draft=draft), len(draft), guard
         )
         self.known += accept + len(append)
         self.draft = list(draft)
 
-    def _call(self, request: SessionStepRequest, n_draft: int) -> list[TopKArrays]:
+    def _call(
+        self, request: SessionStepRequest, n_draft: int, guard: GuardRecord | None
+    ) -> list[TopKArrays]:
         assert self.session_id is not None
-        reply = self.client.step(self.session_id, request, **self._kw())
+        kw = self._kw() if guard is None else {**self._kw(), "guard": guard}
+        reply = self.client.step(self.session_id, request, **kw)
         if len(reply.positions) != n_draft + 1:
             raise CloudError(
                 f"cloud returned {len(reply.positions)} positions for a draft of {n_draft}"
@@ -253,13 +278,15 @@ def run_logits(
     guard: Any = None,
     mode: str = "logits",
     rule: FusionRule | None = None,
+    matcher: Any = None,
 ) -> LogitsResult:
     """Generate an answer in logits mode; never raises for cloud trouble (degrades).
 
     `private_prompt_tokens` is a token list or a `PrivatePrompt` (its cached prefix is
     reused). `public_prompt` is text (rendered by the cloud's template, with
     `options.public_system`) or token ids. `cloud_client` may be None: local only.
-    `rule` overrides `options.fusion` (a preloaded gate, say).
+    `rule` overrides `options.fusion` (a preloaded gate, say). `matcher` (the user's
+    `TermMatcher`) turns on prefix redaction unless `options.prefix_redaction` is off.
     """
     started = time.perf_counter()
     rule = rule or options.rule()
@@ -267,6 +294,9 @@ def run_logits(
     uniforms = UniformStream(options.seed)
     tokens, prefix_key, prefix_len = _private_tokens(private_prompt_tokens)
     cloud = _CloudSide(cloud_client, user_id, usage, mode)
+    # Everything the cloud learns of the answer goes through the view (prefix_view.py).
+    view = make_view(matcher if options.prefix_redaction else None, small_model)
+    held_back = 0
     calls0, up0, down0, wait0 = usage.calls, usage.bytes_up, usage.bytes_down, usage.wait_s
     generated: list[int] = []
     finish: Literal["stop", "length"] = "length"
@@ -290,35 +320,37 @@ def run_logits(
                     cloud.fail(exc)
             while len(generated) < options.max_tokens:
                 s = len(generated)
-                if cloud.alive and options.schedule.should_call(s):
-                    dist = cloud.lookup(generated, s)
+                dist = None
+                if cloud.alive and options.schedule.should_call(s) and not view.in_sync:
+                    held_back += 1  # the cloud has not seen the whole prefix: edge alone
+                elif cloud.alive and options.schedule.should_call(s):
+                    dist = cloud.lookup(view.released)
                     if dist is None:
                         draft = _draft(edge, params, uniforms, s, options, small_model)
-                        pending = executor.submit(cloud.step, list(generated), draft)
+                        sent, record = _through_view(view, draft, cloud.known, guard)
+                        pending = executor.submit(cloud.step, list(view.released), sent, record)
                         try:
                             if options.lookahead:
                                 _draft_while_waiting(
                                     pending, edge, params, uniforms, s, options, small_model
                                 )
                             pending.result()
-                            drafted += len(draft)
-                            dist = cloud.lookup(generated, s)
+                            drafted += len(sent)
+                            dist = cloud.lookup(view.released)
                         except CloudError as exc:
                             cloud.fail(exc)
                         pending = None
-                if cloud.alive and options.schedule.should_call(s):
-                    assert dist is not None
+                if cloud.alive and dist is not None:
                     fused = fuse(rule, edge.logprobs[0], dist, edge_k=edge_k)
                     token = pick(fused.logprobs, params, uniforms.at(s), fused.token_ids)
                     collaborated += 1
                 else:
                     token = pick(edge.logprobs[0], params, uniforms.at(s))
-                if _in_cloud_draft(cloud, generated, s, token):
-                    accepted += 1
                 if small_model.is_eos(token):
                     finish = "stop"
                     break
                 generated.append(token)
+                view.feed(token)
                 if on_token is not None:
                     on_token(token)
                 if len(generated) >= options.max_tokens:
@@ -336,6 +368,10 @@ def run_logits(
                 cloud.close()
         small_s = small_model.timer.seconds - timer0
 
+    if cloud.alive:
+        accepted = cloud.accepted + cloud.kept(view.released)
+    else:
+        accepted = cloud.accepted
     degraded = cloud.failure is not None
     reason = f"cloud unavailable, finished on the device: {cloud.failure}" if degraded else None
     return LogitsResult(
@@ -359,18 +395,30 @@ def run_logits(
         fusion=rule.name,
         schedule=str(options.schedule),
         draft_tokens=options.draft_tokens,
+        prefix_redaction=not isinstance(view, IdentityView),
+        redacted_spans=len(view.redactions),
+        held_back_steps=held_back,
+        prefix_guard_s=view.seconds,
     )
 
 
-def _in_cloud_draft(cloud: _CloudSide, generated: list[int], s: int, token: int) -> bool:
-    """Whether `token` at position s keeps a drafted token the cloud scored."""
-    i = s - cloud.known
-    return (
-        cloud.alive
-        and 0 <= i < len(cloud.draft)
-        and cloud.draft[i] == token
-        and generated[cloud.known : s] == cloud.draft[:i]
-    )
+def _through_view(
+    view: View, draft: list[int], known: int, guard: Any
+) -> tuple[list[int], GuardRecord | None]:
+    """The part of an (edge) draft the cloud may score, and the step's ledger record.
+
+    The draft is fed to a copy of the view: only what it releases is sent (tokens held
+    back at the draft's end are not), which may include generated tokens held so far.
+    """
+    ahead = view.fork()
+    for token in draft:
+        ahead.feed(token)
+    sent = ahead.released[len(view.released) :][: limits.MAX_DRAFT_TOKENS]
+    if guard is None:
+        return sent, None
+    policy = guard.policy if isinstance(guard, GuardRecord) else str(guard.get("policy"))
+    end = len(view.released) + len(sent)
+    return sent, GuardRecord(policy=policy, findings=ahead.records(known, end))
 
 
 def _draft_one(

@@ -21,6 +21,10 @@ REPORTED = (
     "schedule",
     "draft_tokens",
     "seed",
+    "prefix_redaction",
+    "redacted_spans",
+    "held_back_steps",
+    "prefix_guard_s",
 )
 
 
@@ -41,7 +45,17 @@ def logits_options(job: Any, settings: Any) -> LogitsOptions:
         top_p=job.top_p,
         seed=job.seed,
         public_system=PUBLIC_SYSTEM,
+        prefix_redaction=opts.get("prefix_redaction", True),
     )
+
+
+def prefix_matcher(guard: Any, ctx: Any, policy: str) -> Any:
+    """The user's profile terms for prefix redaction; none under policy "off".
+
+    Presidio is too slow to run at every generated token (it guards the title); the
+    small model's private details come from the profile, whose terms the matcher holds.
+    """
+    return guard.matcher_for(ctx) if policy in ("redact", "block") else None
 
 
 def run_logits_mode(
@@ -82,6 +96,7 @@ def run_logits_mode(
         on_token,
         guard=GuardRecord(policy=policy, findings=record.get("findings")),
         mode="cogenesis-logits",
+        matcher=prefix_matcher(gateway.guard, job.ctx, policy),
     )
     tail = decoder.flush()
     if tail:

@@ -7,7 +7,7 @@ import pytest
 from edge_agent.collab.logits import LogitsOptions, run_logits
 from edge_agent.collab.schedule import Schedule
 from edge_agent.outbound import CloudUsage
-from tests.collab.toys import ToyCloud, ToyModel
+from tests.collab.toys import EOS, ToyCloud, ToyModel
 
 PRIVATE = [5, 6, 7, 8, 9, 10, 11]
 PUBLIC = [5, 6, 7]
@@ -150,3 +150,113 @@ def test_max_tokens_is_respected_by_drafts():
     for n in (0, 3, 8):
         result, _, _ = _run(n, max_tokens=7)
         assert result.generated_tokens <= 7
+
+
+# --- prefix redaction -----------------------------------------------------------------
+
+SYLLABLES = ["ka", "lo", "mi", "re", "su", "ta", "ne", "vo", "di", "pa", "ru", "se"]
+
+
+class WordyToyModel(ToyModel):
+    """A toy whose tokens read as words: every third id starts one (" ka"), others
+    continue it ("lo"), and 63 is a full stop. Prefix redaction needs word boundaries."""
+
+    def detokenize(self, ids) -> bytes:
+        return "".join(_piece(t) for t in ids).encode()
+
+
+def _piece(t: int) -> str:
+    if t == 63:
+        return "."
+    syllable = SYLLABLES[t % len(SYLLABLES)]
+    return f" {syllable}" if t % 3 == 0 else syllable
+
+
+def _words(model, tokens) -> list[str]:
+    return model.detokenize(tokens).decode().replace(".", " ").split()
+
+
+def _run_redacted(n_draft, matcher, schedule=None, **kw):
+    from edge_agent.outbound import GuardRecord
+
+    options = LogitsOptions(
+        draft_tokens=n_draft,
+        schedule=schedule or Schedule.every_step(),
+        max_tokens=60,
+        top_k=5,
+        **kw,
+    )
+    cloud, model = ToyCloud(delay_s=0.002 if kw.get("lookahead", True) else 0.0), WordyToyModel()
+    guard = GuardRecord(policy="redact", findings=[])
+    result = run_logits(
+        model, PRIVATE, PUBLIC, cloud, options, "u1", CloudUsage(), guard=guard, matcher=matcher
+    )
+    return result, cloud, model
+
+
+def _private_words(schedule=None) -> tuple[object, list[str]]:
+    """A private word the redacted run will write: the first word of the plain fused
+    answer whose first syllable starts no earlier word (so nothing is held before it),
+    completed the way the small model alone goes on once the view holds it back."""
+    from edge_agent.collab.sampling import SamplingParams, pick
+    from edge_agent.guard.matcher import TermMatcher
+    from edge_agent.guard.terms import Term
+
+    plain, _, _ = _run(0, schedule, lookahead=False)
+    tokens, seen = plain.tokens, set()
+    for i, token in enumerate(tokens[:-8]):
+        if token % 3 or token == 63:
+            continue  # not a word start
+        if token % len(SYLLABLES) in seen:
+            continue
+        seen.add(token % len(SYLLABLES))
+        if i < 3:
+            continue  # keep a few shared tokens in front
+        model = WordyToyModel()
+        model.start(PRIVATE)
+        word = [token]
+        lp = model.append(tokens[: i + 1])
+        while True:
+            nxt = pick(lp, SamplingParams(0.0, 1.0))
+            if nxt == EOS or nxt % 3 == 0 or nxt == 63:
+                break
+            word.append(nxt)
+            lp = model.append([nxt])
+        text = model.detokenize(word).decode().strip()
+        return TermMatcher([Term("literal", text, "PERSON", "Name")]), [text]
+    raise AssertionError("no usable word in the toy answer")
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES[:2], ids=str)
+def test_greedy_draft_and_verify_equals_step_by_step_with_prefix_redaction(schedule):
+    matcher, private = _private_words(schedule)
+    base, base_cloud, model = _run_redacted(0, matcher, schedule, lookahead=False)
+    assert base.prefix_redaction and base.redacted_spans > 0 and base.held_back_steps > 0
+    assert base.generated_tokens > 10
+    # Step calls carry the redactions for the ledger: types and digests, not the text.
+    records = [f for g in base_cloud.step_guards for f in g.findings]
+    assert records and all(r["replaced_with"] == "<PERSON>" for r in records)
+    assert not any(private[0] in str(r) for r in records)
+    for n in (1, 2, 4, 8, 16):
+        for lookahead, min_prob in ((False, 0.0), (True, 0.0), (True, 0.05)):
+            got, cloud, _ = _run_redacted(
+                n, matcher, schedule, lookahead=lookahead, draft_min_prob=min_prob
+            )
+            assert got.tokens == base.tokens, f"N={n}"
+            assert got.held_back_steps == base.held_back_steps
+            # The private words are in the answer, never in what the cloud was sent.
+            sent = [
+                t
+                for r in cloud.requests
+                for t in getattr(r, "append", []) + getattr(r, "draft", [])
+            ]
+            assert not set(private) & set(_words(model, sent))
+    assert set(private) & set(_words(model, base.tokens))
+
+
+def test_without_a_matcher_or_with_it_switched_off_nothing_is_held_back():
+    matcher, _ = _private_words()
+    plain, _, _ = _run(4)
+    off, _, _ = _run_redacted(4, matcher, prefix_redaction=False)
+    assert off.tokens == plain.tokens
+    assert not off.prefix_redaction and off.held_back_steps == 0 and off.redacted_spans == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from edge_agent.collab.logits import LogitsOptions, run_logits
@@ -75,7 +77,7 @@ def _prompts(model, system: str, task: str) -> tuple[list[int], str]:
     return private, task
 
 
-def _run(model, client, private, public, n_draft, schedule=None, max_tokens=32, **kw):
+def _run(model, client, private, public, n_draft, schedule=None, max_tokens=32, matcher=None, **kw):
     # Same starting state for every run: without flash attention llama.cpp is not batch
     # invariant, so a prompt prefilled in one batch and one whose last token was
     # re-evaluated alone (a cache hit) give slightly different first log-probs.
@@ -86,7 +88,9 @@ def _run(model, client, private, public, n_draft, schedule=None, max_tokens=32, 
         max_tokens=max_tokens,
         **kw,
     )
-    return run_logits(model, private, public, client, options, "u-test", CloudUsage())
+    return run_logits(
+        model, private, public, client, options, "u-test", CloudUsage(), matcher=matcher
+    )
 
 
 @pytest.mark.parametrize("index", [0, 1])
@@ -138,3 +142,38 @@ def test_cloud_dying_mid_answer_gives_a_degraded_but_complete_answer(edge_model,
     assert result.generated_tokens == 40 or result.finish_reason == "stop"
     assert result.tokens[:10] == healthy.tokens[:10]
     assert result.text.strip()
+
+
+# The small model greets the aunt by name: prefix redaction has a span to replace.
+COPY_SYSTEM = (
+    "You are Ana Ribeiro, a marine biologist in Lisbon. "
+    "Your aunt Rosalind Kettering lives in Porto."
+)
+COPY_TASK = "Write a thank-you note to Aunt Rosalind Kettering for the soup."
+
+
+def test_greedy_equivalence_holds_with_prefix_redaction(edge_model, cloud):
+    from edge_agent.guard.matcher import TermMatcher
+    from edge_agent.guard.terms import location_terms, name_terms
+
+    client, _, ledger = cloud
+    matcher = TermMatcher(
+        name_terms("Ana Ribeiro")
+        + name_terms("Rosalind Kettering")
+        + location_terms("Lisbon, Portugal")
+    )
+    private = _prompts(edge_model, COPY_SYSTEM, COPY_TASK)[0]
+    public = "Write a thank-you note to Aunt <PERSON> for the soup."  # the guarded title
+    step = _run(edge_model, client, private, public, 0, lookahead=False, matcher=matcher)
+    assert "Rosalind" in step.text  # the user's answer keeps the true name
+    assert step.redacted_spans >= 1 and step.held_back_steps >= 1 and not step.degraded
+    for n in (4, 8):
+        start = len(ledger.payloads)
+        got = _run(edge_model, client, private, public, n, matcher=matcher)
+        assert got.tokens == step.tokens, f"N={n}: {got.text!r} != {step.text!r}"
+        assert got.held_back_steps == step.held_back_steps
+        assert got.cloud_calls < step.cloud_calls
+        sent = [json.loads(p) for p in ledger.payloads[start:] if p]
+        ids = [t for body in sent for t in body.get("append", []) + body.get("draft", [])]
+        cloud_text = edge_model.detokenize(ids).decode("utf-8", errors="replace")
+        assert "Rosalind" not in cloud_text and "<PERSON>" in cloud_text

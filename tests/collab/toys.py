@@ -116,6 +116,7 @@ class ToyCloud:
         self.steps = 0
         self.closed: list[str] = []
         self.requests: list[object] = []
+        self.step_guards: list[object] = []  # the ledger record each step call carried
 
     def _usage(self, usage: CloudUsage, req, reply) -> None:
         usage.calls += 1
@@ -145,8 +146,9 @@ class ToyCloud:
         self._usage(usage, req, reply)
         return reply
 
-    def step(self, session_id: str, req: SessionStepRequest, *, user_id, mode, usage):
+    def step(self, session_id: str, req: SessionStepRequest, *, user_id, mode, usage, guard=None):
         self.requests.append(req)
+        self.step_guards.append(guard)
         self.steps += 1
         if self.delay_s:
             time.sleep(self.delay_s)  # a slow cloud: the edge drafts ahead meanwhile
