@@ -255,6 +255,7 @@ def measure(out: dict[str, Any], items: list[PrivateItem]) -> dict[str, Any]:
     guard_s = float(guard.get("seconds") or 0.0) + float(logits.get("prefix_guard_s") or 0.0)
     row: dict[str, Any] = {
         "leaked": [(i.kind, i.text) for i in hit],
+        "partly_leaked": [(i.kind, i.text) for i in partial if i not in hit],
         "leak_fraction": len(hit) / len(items) if items else 0.0,
         "partial_fraction": len(partial) / len(items) if items else 0.0,
         "bytes_up": report.get("bytes_up", 0),
