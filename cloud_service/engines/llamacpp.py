@@ -12,6 +12,7 @@ that reuses its KV cache returns exactly what a fresh evaluation of its tokens r
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -62,15 +63,17 @@ class LlamaCppEngine(Engine):
                 "the llamacpp engine needs llama-cpp-python: pip install 'cogenesis-gateway[cloud]'"
             ) from exc
         self._lib = llama_cpp
+        # Resolved here so that batch threads follow it (None would mean all cores).
+        threads = n_threads or max((os.cpu_count() or 2) // 2, 1)
         self._llm = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=n_ctx,
             n_batch=n_batch,
             n_ubatch=n_batch,
-            n_threads=n_threads,
+            n_threads=threads,
             # llama-cpp-python's default batch threads are all cores even when n_threads
             # is lower; spinning threads on a busy machine make prefill 10x slower.
-            n_threads_batch=n_threads,
+            n_threads_batch=threads,
             logits_all=False,
             # Batch invariance (see _forward): with flash attention on, llama.cpp's CPU
             # logits for the same tokens drift by up to ~1 logit depending on how the
