@@ -53,7 +53,6 @@ from cloud_service.settings import CloudSettings  # noqa: E402
 from cloud_service.testing import shared_default_engine, start_cloud_server  # noqa: E402
 from edge_agent.app import EdgeServices, build_services, create_app  # noqa: E402
 from edge_agent.collab.fusion import fused_logprob, make_rule  # noqa: E402
-from edge_agent.collab.nll import cloud_positions, reference_tokens  # noqa: E402
 from edge_agent.collab.prefix_view import make_view  # noqa: E402
 from edge_agent.collab.private import build_private_prompt, start_private  # noqa: E402
 from edge_agent.outbound import CloudClient, CloudUsage  # noqa: E402
@@ -61,6 +60,7 @@ from edge_agent.prompts import PUBLIC_SYSTEM, task_title  # noqa: E402
 from edge_agent.settings import EdgeSettings  # noqa: E402
 from edge_agent.store import derive_user_id  # noqa: E402
 from edge_agent.store.cogenesis_format import import_file  # noqa: E402
+from research.teacher_forcing import cloud_positions, reference_tokens  # noqa: E402
 from tests.servers import running_server  # noqa: E402
 
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "cogenesis_context_aware_dev.json"
@@ -313,7 +313,8 @@ class Evaluator:
         task = record["conversations"][0]["value"]
         out: dict[str, float] = {}
         with svc.pool.acquire() as slm:
-            targets = reference_tokens(slm, record, self.nll_tokens)
+            reference = record["conversations"][1]["value"]
+            targets = reference_tokens(slm, reference, self.nll_tokens)
             edge = {}
             for config in CONFIGS:
                 if config.mode == "cogenesis-logits":
