@@ -13,20 +13,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
+from edge_agent.cli import FLAG_ALIASES, CliError
 from edge_agent.settings import EdgeSettings
 from edge_agent.store import DatasetFormatError
 from research.dataset import load_tasks
+from shared_protocol.settings_cli import SettingsError, add_settings_flags, load_settings
 
 if TYPE_CHECKING:
     from edge_agent.app import EdgeServices
 
-GROUPS = ("fusion", "eval")
-
-
-class CliError(Exception):
-    pass
+# The settings a research run reads from flags; all others come from COGENESIS_EDGE_*.
+SETTING_FLAGS = ["cloud_url", "model_path", "db_url"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args) or 0
-    except CliError as exc:
+    except (CliError, SettingsError) as exc:
         print(f"cogenesis: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -53,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("file", type=Path)
     train.add_argument("--out", type=Path, required=True)
     train.add_argument("--max-tasks", type=int, default=40)
-    _edge_flags(train)
+    add_settings_flags(train, EdgeSettings, SETTING_FLAGS, aliases=FLAG_ALIASES)
     train.set_defaults(handler=_fusion_train)
 
     evaluate = groups.add_parser("eval", help="quality evaluation").add_subparsers(dest="command")
@@ -61,25 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     nll.add_argument("file", type=Path)
     nll.add_argument("--max-tasks", type=int, default=20)
     nll.add_argument("--out", type=Path, default=Path("nll.json"))
-    _edge_flags(nll)
+    add_settings_flags(nll, EdgeSettings, SETTING_FLAGS, aliases=FLAG_ALIASES)
     nll.set_defaults(handler=_eval_nll)
     return parser
-
-
-def _edge_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cloud-url")
-    parser.add_argument("--model", type=Path, help="GGUF of the small model")
-    parser.add_argument("--db", help="SQLAlchemy URL of the store whose ledger records calls")
-
-
-def _settings(args: argparse.Namespace) -> EdgeSettings:
-    overrides = {"cloud_url": args.cloud_url, "model_path": args.model, "db_url": args.db}
-    try:
-        return EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise CliError(f"invalid setting {where}: {first['msg']}") from None
 
 
 def _open(args: argparse.Namespace) -> EdgeServices:
@@ -89,7 +70,7 @@ def _open(args: argparse.Namespace) -> EdgeServices:
 
     if args.max_tasks < 1:
         raise CliError("--max-tasks must be at least 1")
-    settings = _settings(args)
+    settings = load_settings(EdgeSettings, args)
     try:
         load_tasks(args.file)
     except DatasetFormatError as exc:

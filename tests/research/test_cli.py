@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from cogenesis.cli import main
+from cogenesis.servers import free_port
 from edge_agent.collab.gate import Gate
 from edge_agent.store import open_store
 from research.rules import FIXED_RULE_NAMES
-from tests.servers import free_port
 
 TOKEN = "research-token-" + "x" * 16
 
@@ -71,7 +71,7 @@ def test_a_bad_setting_is_one_line(capsys, monkeypatch, dataset):
     monkeypatch.setenv("COGENESIS_EDGE_PORT", "abc")
     code, _, err = run(capsys, "eval", "nll", str(dataset))
     assert code == 2
-    assert err.startswith("cogenesis: invalid setting port:")
+    assert err.startswith("cogenesis: bad setting COGENESIS_EDGE_PORT:")
     assert len(err.strip().splitlines()) == 1
 
 
