@@ -1,4 +1,4 @@
-"""The on-device small model: llama.cpp with the model's own chat template.
+"""The on-device small model: llama.cpp through the shared `llama_runtime`.
 
 `SmallModel` exposes decode-loop primitives (start, append, rewind) instead of a
 finished generate call, because the collaboration loops interleave the small model's
@@ -157,7 +157,8 @@ class SmallModel:
 
     def rewind(self, n_tokens: int) -> None:
         """Forget everything after the first `n_tokens` tokens."""
-        if self._context.truncate(n_tokens) != min(n_tokens, self.n_tokens):
+        want = min(n_tokens, self.n_tokens)
+        if self._context.truncate(n_tokens) != want:
             raise RuntimeError(f"llama.cpp could not rewind the context to {n_tokens} tokens")
 
     def generate(
