@@ -38,8 +38,9 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from edge_agent.collab.logits import LogitsOptions, run_logits  # noqa: E402
+from edge_agent.collab.logits import CloudLink, LogitsLoop, LogitsOptions, PublicPrompt  # noqa: E402
 from edge_agent.collab.nll import dataset_prompts, load_dataset  # noqa: E402
+from edge_agent.collab.private import PrivatePrompt  # noqa: E402
 from edge_agent.collab.schedule import Schedule  # noqa: E402
 from edge_agent.outbound import CloudClient, CloudUsage  # noqa: E402
 from edge_agent.slm import SmallModel  # noqa: E402
@@ -191,15 +192,14 @@ def run(args: argparse.Namespace) -> dict:
                     draft_min_prob=config.min_prob,
                     lookahead=not args.no_lookahead,
                 )
-                result = run_logits(
+                link = CloudLink(client, f"bench-{index}", usage)
+                result = LogitsLoop(
                     slm,
-                    private,
-                    public,
-                    client if config.schedule is not None else None,
+                    PrivatePrompt.uncached(private),
+                    PublicPrompt.of_tokens(public),
                     options,
-                    f"bench-{index}",
-                    usage,
-                )
+                    cloud=link if config.schedule is not None else None,
+                ).run()
                 t = totals[config.name]
                 t.tokens += result.generated_tokens
                 t.calls += result.cloud_calls

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from edge_agent.collab.logits import LogitsOptions, run_logits
+from edge_agent.collab.logits import CloudLink, LogitsLoop, LogitsOptions, PublicPrompt
+from edge_agent.collab.private import PrivatePrompt
 from edge_agent.collab.schedule import Schedule
 from edge_agent.outbound import CloudClient, CloudUsage
 
@@ -88,9 +89,14 @@ def _run(model, client, private, public, n_draft, schedule=None, max_tokens=32, 
         max_tokens=max_tokens,
         **kw,
     )
-    return run_logits(
-        model, private, public, client, options, "u-test", CloudUsage(), matcher=matcher
-    )
+    return LogitsLoop(
+        model,
+        PrivatePrompt.uncached(private),
+        PublicPrompt(text=public),
+        options,
+        cloud=CloudLink(client, "u-test", CloudUsage()),
+        matcher=matcher,
+    ).run()
 
 
 @pytest.mark.parametrize("index", [0, 1])
@@ -128,16 +134,14 @@ def test_cloud_dying_mid_answer_gives_a_degraded_but_complete_answer(edge_model,
 
     options = LogitsOptions(draft_tokens=4, max_tokens=40)
     edge_model.start(private)
-    result = run_logits(
+    result = LogitsLoop(
         edge_model,
-        private,
-        public,
-        client,
+        PrivatePrompt.uncached(private),
+        PublicPrompt(text=public),
         options,
-        "u-test",
-        CloudUsage(),
+        cloud=CloudLink(client, "u-test", CloudUsage()),
         on_token=kill_after_ten,
-    )
+    ).run()
     assert result.degraded and "cloud unavailable" in result.degraded_reason
     assert result.generated_tokens == 40 or result.finish_reason == "stop"
     assert result.tokens[:10] == healthy.tokens[:10]
