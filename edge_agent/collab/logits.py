@@ -13,9 +13,9 @@ Two ways to get the cloud's distributions, with identical output (docs/logits.md
   first difference is replaced by the chosen token and drafting starts again there.
 
 One answer is one `LogitsLoop`: ``open`` starts both sides, ``step`` picks one token
-(asking ``verify`` for the cloud's distribution, which scores a fresh ``draft`` when
-the last one does not cover the position), ``result`` sums it up. ``run`` does all of
-it under the small model's lock.
+(asking ``verify`` for the cloud's distribution; when the last scored draft does not
+cover the position, it ``send``s a fresh ``draft`` and ``receive``s the scores),
+``result`` sums it up. ``run`` does all of it under the small model's lock.
 """
 
 from __future__ import annotations
@@ -396,7 +396,8 @@ class LogitsLoop:
         self.finish: Finish = "length"
         self.collaborated = self.drafted = self.held_back = 0
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: Future | None = None
+        self._pending: Future | None = None  # the step call in flight
+        self._in_flight = 0  # draft tokens it scores
         usage = self.cloud.usage
         self._usage0 = (usage.calls, usage.bytes_up, usage.bytes_down, usage.wait_s)
         self._started = time.perf_counter()
@@ -464,7 +465,7 @@ class LogitsLoop:
         """The cloud's distribution at the next position, or None: the edge decides alone.
 
         The last scored draft may already cover the position; if not, a fresh draft is
-        scored (and the small model drafts on while the cloud works, with lookahead).
+        sent and its reply awaited (the small model drafts on meanwhile, with lookahead).
         """
         if not self.view.in_sync:
             self.held_back += 1  # the cloud has not seen the whole prefix: edge alone
@@ -472,16 +473,29 @@ class LogitsLoop:
         dist = self.cloud.lookup(self.view.released)
         if dist is not None:
             return dist
-        sent, record = self._through_view(self.draft())
-        assert self._executor is not None
+        self.send(self.draft())
+        return self.receive()
+
+    def send(self, draft: list[int]) -> None:
+        """Start one step call: sync the cloud to the released prefix, score `draft`
+        (what of it the view releases). The reply is awaited by `receive`."""
+        assert self._executor is not None and self._pending is None
+        sent, record = self._through_view(draft)
+        self._in_flight = len(sent)
         self._pending = self._executor.submit(
             self.cloud.step, list(self.view.released), sent, record
         )
+
+    def receive(self) -> TopKArrays | None:
+        """Wait for the call `send` started; the cloud's distribution at the next
+        position, or None when the cloud failed (the answer then degrades)."""
+        assert self._pending is not None
+        dist = None
         try:
             if self.options.lookahead:
                 self._draft_while_waiting(self._pending)
             self._pending.result()
-            self.drafted += len(sent)
+            self.drafted += self._in_flight
             dist = self.cloud.lookup(self.view.released)
         except CloudError as exc:
             self.cloud.fail(exc)

@@ -78,7 +78,18 @@ def _prompts(model, system: str, task: str) -> tuple[list[int], str]:
     return private, task
 
 
-def _run(model, client, private, public, n_draft, schedule=None, max_tokens=32, matcher=None, **kw):
+def _run(
+    model,
+    client,
+    private,
+    public,
+    n_draft,
+    schedule=None,
+    max_tokens=32,
+    matcher=None,
+    on_token=None,
+    **kw,
+):
     # Same starting state for every run: without flash attention llama.cpp is not batch
     # invariant, so a prompt prefilled in one batch and one whose last token was
     # re-evaluated alone (a cache hit) give slightly different first log-probs.
@@ -96,6 +107,7 @@ def _run(model, client, private, public, n_draft, schedule=None, max_tokens=32, 
         options,
         cloud=CloudLink(client, "u-test", CloudUsage()),
         matcher=matcher,
+        on_token=on_token,
     ).run()
 
 
@@ -132,16 +144,7 @@ def test_cloud_dying_mid_answer_gives_a_degraded_but_complete_answer(edge_model,
         if len(seen) == 10:
             server.stop()
 
-    options = LogitsOptions(draft_tokens=4, max_tokens=40)
-    edge_model.start(private)
-    result = LogitsLoop(
-        edge_model,
-        PrivatePrompt.uncached(private),
-        PublicPrompt(text=public),
-        options,
-        cloud=CloudLink(client, "u-test", CloudUsage()),
-        on_token=kill_after_ten,
-    ).run()
+    result = _run(edge_model, client, private, public, 4, max_tokens=40, on_token=kill_after_ten)
     assert result.degraded and "cloud unavailable" in result.degraded_reason
     assert result.generated_tokens == 40 or result.finish_reason == "stop"
     assert result.tokens[:10] == healthy.tokens[:10]
