@@ -421,6 +421,8 @@ class LogitsLoop:
 
     def open(self) -> None:
         """Start the small model on the private prompt and the cloud on the public one."""
+        if self.edge is not None:
+            raise RuntimeError("a LogitsLoop answers once; make a new one")
         first = self.model.start(
             self.prompt.tokens, prefix_key=self.prompt.prefix_key, prefix_len=self.prompt.prefix_len
         )
