@@ -15,6 +15,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge_agent import limits as edge_limits
+from edge_agent.collab.fusion import FusionRuleName
 from edge_agent.collab.logits import LogitsOptions
 from edge_agent.collab.schedule import Schedule
 from edge_agent.guard.result import Policy
@@ -68,7 +69,7 @@ class CogenesisOptions(BaseModel):
 
     guard_policy: Policy | None = None
     sketch_points: int | None = Field(None, ge=1, le=limits.MAX_SKETCH_POINTS)
-    fusion: Literal["mean", "max", "weighted", "gate"] | None = None
+    fusion: FusionRuleName | None = None
     alpha: float | None = Field(None, ge=0, le=1)
     gate_path: str | None = None
     draft_tokens: int | None = Field(None, ge=0, le=limits.MAX_DRAFT_TOKENS)
