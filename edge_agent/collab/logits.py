@@ -33,8 +33,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from edge_agent.collab.fusion import FusionRule, TopKArrays, as_topk, fuse, make_rule
 from edge_agent.collab.draft_length import DraftLength
+from edge_agent.collab.fusion import FusionRule, TopKArrays, as_topk, fuse, make_rule
 from edge_agent.collab.gate import Gate
 from edge_agent.collab.prefix_view import IdentityView, Tokenizer, make_view
 from edge_agent.collab.private import PrivatePrompt
