@@ -19,6 +19,7 @@ import json
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -58,8 +59,10 @@ def main() -> int:
 def forget(services: EdgeServices, user: str) -> None:
     """Make `user` cold again: no cached prefix, no live context holding theirs."""
     services.invalidate_prefix(user)
-    for model in services.pool.models:
-        with model.lock:
+    # Through the pool: a streamed request may still be decoding after its first token.
+    with ExitStack() as held:
+        for _ in services.pool.models:
+            model = held.enter_context(services.pool.acquire())
             model.start(model.tokenize("Hi")[:1])
 
 
