@@ -17,6 +17,7 @@ Commands:
   cloud serve           run the cloud service (the large model, no private context)
   cloud convert-gguf    dequantize a GGUF into a Hugging Face folder for the vLLM engine
   edge serve            run the edge agent (the local endpoint apps call)
+  keys ...              create, list, revoke the local API keys apps call the edge with
   profiles ...          import, export, list, show, delete stored users
   ledger ...            show and verify what left the device
   fusion train          train the learned fusion gate for logits mode
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from edge_agent.cli import main as edge_main
 
         return edge_main(args)
+    if command == "keys":
+        from edge_agent.keys_cli import main as keys_main
+
+        return keys_main(rest)
     if command == "demo":
         from cogenesis.demo import main as demo_main
 

@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     profiles = groups.add_parser("profiles", help="stored users").add_subparsers(dest="command")
     imp = profiles.add_parser("import", help="import users from a CoGenesis-format file")
     imp.add_argument("file", type=Path)
+    imp.add_argument(
+        "--merge",
+        action="store_true",
+        help="two items about one person that disagree: keep the first one's fields "
+        "(and say so) instead of refusing the file",
+    )
     imp.add_argument("--db")
     imp.set_defaults(handler=_profiles_import)
     exp = profiles.add_parser("export", help="export users in the CoGenesis format")
@@ -184,9 +190,13 @@ def _profiles_import(args: argparse.Namespace) -> int:
         raise CliError(f"no such file: {args.file}")
     store = _store(args)
     try:
-        report = import_file(args.file, store.profiles, progress=sys.stderr.isatty())
+        report = import_file(
+            args.file, store.profiles, progress=sys.stderr.isatty(), merge=args.merge
+        )
     except DatasetFormatError as exc:
         raise CliError(f"{exc} (nothing was imported)") from exc
+    for warning in report.warnings:
+        print(f"cogenesis: warning: {warning}", file=sys.stderr)
     for user in report.users:
         print(f"{user.id}  {user.name}")
     print(f"imported {len(report.users)} users from {args.file}", file=sys.stderr)
@@ -194,13 +204,13 @@ def _profiles_import(args: argparse.Namespace) -> int:
 
 
 def _profiles_export(args: argparse.Namespace) -> int:
+    from edge_agent.store import UnexportableProfile, UserNotFound
     from edge_agent.store.cogenesis_format import export_users
-    from edge_agent.store.repository import UserNotFound
 
     store = _store(args)
     try:
         data = export_users(store.profiles, args.user)
-    except UserNotFound as exc:
+    except (UserNotFound, UnexportableProfile) as exc:
         raise CliError(str(exc)) from exc
     text = json.dumps(data, indent=2, ensure_ascii=False)
     if args.out:
@@ -247,16 +257,19 @@ def _profiles_delete(args: argparse.Namespace) -> int:
 
 
 def _ledger_show(args: argparse.Namespace) -> int:
-    if args.limit < 1 or args.offset < 0:
-        raise CliError("--limit must be at least 1 and --offset at least 0")
-    rows, total = _store(args).ledger.query(
-        user_id=args.user,
-        mode=args.mode,
-        since=args.since,
-        until=args.until,
-        limit=args.limit,
-        offset=args.offset,
-    )
+    from edge_agent.store import InvalidQuery
+
+    try:
+        rows, total = _store(args).ledger.query(
+            user_id=args.user,
+            mode=args.mode,
+            since=args.since,
+            until=args.until,
+            limit=args.limit,
+            offset=args.offset,
+        )
+    except InvalidQuery as exc:
+        raise CliError(str(exc)) from exc
     if args.json:
         print(
             json.dumps(

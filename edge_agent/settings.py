@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GuardPolicy = Literal["redact", "block", "off"]
+AuthMode = Literal["keys", "off"]
 
 
 class EdgeSettings(BaseSettings):
@@ -62,3 +63,27 @@ class EdgeSettings(BaseSettings):
     draft_tokens: int = Field(8, ge=0, le=16, description="Draft length (0 = step by step).")
     top_k: int = Field(10, ge=1, le=20, description="Top-k log-probs asked of the cloud.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
+    auth: AuthMode = Field(
+        "keys",
+        description="'keys': every /v1 route needs a local API key (Authorization: Bearer; "
+        "create one with `cogenesis keys create`). 'off': no keys, for experiments on "
+        "loopback only.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names, besides loopback ones, that requests may name in their "
+        "Host header (comma-separated); any other Host gets a 400 (the defence against "
+        "DNS rebinding).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the edge, e.g. http://localhost:3000 "
+        "(comma-separated); none by default, so no web page can read the answers.",
+    )
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

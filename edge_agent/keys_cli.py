@@ -1,0 +1,136 @@
+"""``cogenesis keys create|list|revoke``: the local API keys apps call the edge with.
+
+A new key is printed once, as the last line of stdout; the store keeps only its hash.
+Errors are one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from edge_agent.settings import EdgeSettings
+
+
+class KeysCliError(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except KeysCliError as exc:
+        print(f"cogenesis keys: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cogenesis keys", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+
+    create = commands.add_parser("create", help="create a key (printed once)")
+    who = create.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="ID", help="a user key: acts as this profile")
+    who.add_argument(
+        "--admin", action="store_true", help="an admin key: every profile, ledger and key"
+    )
+    create.add_argument("--name", metavar="LABEL", help="what the key is for, e.g. an app")
+    create.set_defaults(handler=_create)
+
+    listing = commands.add_parser("list", help="show every key (never the secret)")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(handler=_list)
+
+    revoke = commands.add_parser("revoke", help="revoke a key for good")
+    revoke.add_argument("id", help="the key's id, as `cogenesis keys list` shows it")
+    revoke.set_defaults(handler=_revoke)
+
+    for command in (create, listing, revoke):
+        command.add_argument("--db", help="SQLAlchemy URL of the private store")
+    return parser
+
+
+def _store(args: argparse.Namespace):
+    from edge_agent.store import StoreError, open_store
+
+    try:
+        settings = EdgeSettings(**({"db_url": args.db} if args.db else {}))
+        return open_store(settings.db_url)
+    except (StoreError, ValidationError) as exc:
+        raise KeysCliError(str(exc).splitlines()[0]) from exc
+
+
+def _create(args: argparse.Namespace) -> int:
+    from edge_agent.store import UserNotFound
+    from edge_agent.store.schemas import KeyIn
+
+    try:
+        request = KeyIn(scope="admin" if args.admin else "user", user_id=args.user, label=args.name)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'key'}: {e['msg']}" for e in exc.errors()
+        )
+        raise KeysCliError(problems) from exc
+    with _store(args) as store:
+        try:
+            new = store.keys.create(request)
+        except UserNotFound as exc:
+            raise KeysCliError(str(exc)) from exc
+    who = "admin" if new.key.scope == "admin" else f"user {new.key.user_id}"
+    label = f", {new.key.label!r}" if new.key.label else ""
+    print(f"created {new.key.id} ({who}{label}); the key is shown only now, keep it safe:")
+    print(new.secret)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        keys = store.keys.list()
+    if args.json:
+        print(json.dumps([k.model_dump(mode="json") for k in keys], indent=2))
+        return 0
+    if not keys:
+        print("no keys; create one with `cogenesis keys create --admin`")
+        return 0
+    rows = [("ID", "SCOPE", "USER", "LABEL", "CREATED", "LAST USED", "STATUS")]
+    rows += [
+        (
+            k.id,
+            k.scope,
+            k.user_id or "-",
+            k.label or "-",
+            _when(k.created_at),
+            _when(k.last_used_at),
+            f"revoked {_when(k.revoked_at)}" if k.revoked_at else "active",
+        )
+        for k in keys
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from edge_agent.store import KeyNotFound
+
+    with _store(args) as store:
+        try:
+            key = store.keys.revoke(args.id)
+        except KeyNotFound as exc:
+            raise KeysCliError(str(exc)) from exc
+    print(f"revoked {key.id}")
+    return 0
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "never"
