@@ -79,8 +79,7 @@ _WHEN = {
     404: "no such session, or it expired (`session_not_found`)",
     409: "the session would pass its token cap (`session_token_cap`)",
     413: "the body is over the size limit (`payload_too_large`)",
-    422: "the body does not validate (`validation_error`, `token_out_of_range`, "
-    "`top_k_too_large`)",
+    422: "the body does not validate (`validation_error`, `token_out_of_range`, `top_k_too_large`)",
     429: "too many open sessions (`too_many_sessions`)",
 }
 

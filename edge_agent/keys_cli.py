@@ -14,6 +14,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from edge_agent.settings import EdgeSettings
+from shared_protocol.settings_cli import SettingsError, add_settings_flags, load_settings
 
 
 class KeysCliError(Exception):
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except KeysCliError as exc:
+    except (KeysCliError, SettingsError) as exc:
         print(f"cogenesis keys: {exc}", file=sys.stderr)
         return 2
 
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=_revoke)
 
     for command in (create, listing, revoke):
-        command.add_argument("--db", help="SQLAlchemy URL of the private store")
+        add_settings_flags(command, EdgeSettings, ["db_url"], aliases={"db_url": ["--db"]})
     return parser
 
 
@@ -63,10 +64,9 @@ def _store(args: argparse.Namespace):
     from edge_agent.store import StoreError, open_store
 
     try:
-        settings = EdgeSettings(**({"db_url": args.db} if args.db else {}))
-        return open_store(settings.db_url)
-    except (StoreError, ValidationError) as exc:
-        raise KeysCliError(str(exc).splitlines()[0]) from exc
+        return open_store(load_settings(EdgeSettings, args).db_url)
+    except StoreError as exc:
+        raise KeysCliError(str(exc)) from exc
 
 
 def _create(args: argparse.Namespace) -> int:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from edge_agent.auth.host import is_loopback
 from edge_agent.settings import EdgeSettings
 from edge_agent.store import KeyRepository
+from shared_protocol.hosts import is_loopback
 
 AUTH_OFF_LINE = (
     "cogenesis: WARNING: API KEYS ARE OFF (COGENESIS_EDGE_AUTH=off): any program on this "

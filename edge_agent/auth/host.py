@@ -16,26 +16,23 @@ Starlette's CORS middleware for exactly those.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared_protocol.hosts import is_loopback as is_loopback_address
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 
 
 def is_loopback(host: str) -> bool:
-    """``localhost``, ``*.localhost`` (RFC 6761), 127.0.0.0/8 and ::1."""
-    name = host.strip().strip("[]").rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    """A loopback address, ``localhost``, or a ``*.localhost`` name (RFC 6761: browsers
+    resolve those to loopback themselves, so no DNS answer can rebind them)."""
+    name = host.strip().rstrip(".").lower()
+    return name.endswith(".localhost") or is_loopback_address(name)
 
 
 def host_name(header: str) -> str:
