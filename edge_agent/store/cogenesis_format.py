@@ -105,6 +105,12 @@ def import_file(
     Raises :class:`DatasetFormatError` naming the item and field at fault; in that case
     nothing is written. Error messages never quote the file's text: it is private.
     """
+    return import_items(read_items(path), repo, progress=progress, source=str(path), merge=merge)
+
+
+def read_items(path: str | Path) -> list[Any]:
+    """The items of a dataset file as JSON values, not yet checked one by one
+    (:func:`parse_item` does that). Raises :class:`DatasetFormatError`."""
     path = Path(path)
     try:
         raw = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
@@ -123,7 +129,21 @@ def import_file(
             f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})",
             path=str(path),
         ) from error
-    return import_items(items, repo, progress=progress, source=str(path), merge=merge)
+    return _item_list(items, str(path))
+
+
+def _item_list(items: Any, source: str) -> list[Any]:
+    if isinstance(items, dict):
+        raise DatasetFormatError(
+            "expected a JSON list of items at the top level, got one object; wrap it in [ ]",
+            path=source,
+        )
+    if not isinstance(items, list):
+        raise DatasetFormatError(
+            f"expected a JSON list of items at the top level, got {type(items).__name__}",
+            path=source,
+        )
+    return items
 
 
 def import_items(
@@ -139,16 +159,7 @@ def import_items(
     ``merge`` is set: then the first item's values win and a warning says so.
     """
     started = time.perf_counter()
-    if isinstance(items, dict):
-        raise DatasetFormatError(
-            "expected a JSON list of items at the top level, got one object; wrap it in [ ]",
-            path=source,
-        )
-    if not isinstance(items, list):
-        raise DatasetFormatError(
-            f"expected a JSON list of items at the top level, got {type(items).__name__}",
-            path=source,
-        )
+    items = _item_list(items, source)
     warnings: list[str] = []
     parsed = [
         parse_item(index, item, source, warnings)
