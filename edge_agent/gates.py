@@ -13,6 +13,7 @@ import os
 import re
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent.collab.gate import Gate, GateFileError
@@ -36,19 +37,30 @@ class GateNotFound(LookupError):
 
 
 class GateLibrary:
-    """The gates in one folder (which may not exist: then there are none)."""
+    """The gates in one folder (which may not exist: then there are none).
 
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory
+    ``directory`` may be a function that finds the folder on first use (the default
+    folder is in the data directory, which need not be created before a gate is asked).
+    """
+
+    def __init__(self, directory: Path | Callable[[], Path] | None) -> None:
+        self._directory = directory
         self._cache: dict[str, tuple[tuple[int, int, int], Gate]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def directory(self) -> Path | None:
+        if callable(self._directory):
+            self._directory = self._directory()
+        return self._directory
+
     def names(self) -> list[str]:
         """Names of the regular ``NAME.json`` files in the folder, sorted."""
-        if self.directory is None:
+        directory = self.directory
+        if directory is None:
             return []
         try:
-            entries = list(os.scandir(self.directory))
+            entries = list(os.scandir(directory))
         except OSError:
             return []
         names = []
@@ -61,10 +73,11 @@ class GateLibrary:
     def get(self, name: str | None) -> Gate:
         """The gate called ``name``; GateNotFound (listing the names) if there is none,
         GateFileError if its file is not a usable gate."""
-        if name is None or not GATE_NAME.fullmatch(name) or self.directory is None:
+        directory = self.directory
+        if name is None or not GATE_NAME.fullmatch(name) or directory is None:
             raise GateNotFound(name, self.names())
         try:
-            fd = os.open(self.directory / f"{name}{SUFFIX}", _OPEN_FLAGS)
+            fd = os.open(directory / f"{name}{SUFFIX}", _OPEN_FLAGS)
         except OSError:
             raise GateNotFound(name, self.names()) from None
         info = os.fstat(fd)

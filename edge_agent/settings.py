@@ -72,7 +72,14 @@ class EdgeSettings(BaseSettings):
     )
     fusion: FusionRuleName = Field("mean", description="Default fusion rule in logits mode.")
     fusion_alpha: float = Field(0.5, ge=0, le=1, description="Weight of the small model.")
-    gate_path: Path | None = Field(None, description="Trained gate file for fusion='gate'.")
+    gates_dir: Path | None = Field(
+        None,
+        description="Folder of trained gate files (NAME.json) that requests pick by name "
+        "for fusion='gate'; default: gates/ in the data directory.",
+    )
+    gate: str | None = Field(
+        None, description="Gate used when a request asks for fusion='gate' but names none."
+    )
     draft_tokens: int = Field(
         8, ge=0, le=limits.MAX_DRAFT_TOKENS, description="Draft length (0 = step by step)."
     )

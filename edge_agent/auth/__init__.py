@@ -1,25 +1,14 @@
 """Who may call the edge: local API keys, and the Host and origin checks."""
 
 from edge_agent.auth.host import HostPolicy, LocalOnlyMiddleware, is_loopback
-from edge_agent.auth.keys import (
-    AUTH_OFF,
-    AuthError,
-    Forbidden,
-    InvalidKey,
-    MissingKey,
-    Principal,
-    admin,
-    caller,
-)
+from edge_agent.auth.keys import AUTH_OFF, Admin, Caller, Principal, admin, caller
 
 __all__ = [
     "AUTH_OFF",
-    "AuthError",
-    "Forbidden",
+    "Admin",
+    "Caller",
     "HostPolicy",
-    "InvalidKey",
     "LocalOnlyMiddleware",
-    "MissingKey",
     "Principal",
     "admin",
     "caller",

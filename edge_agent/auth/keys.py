@@ -9,10 +9,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from edge_agent.errors import InvalidKey, MissingKey, PermissionDenied
 from edge_agent.store import KeyRepository
 from edge_agent.store.schemas import KeyScope
 
@@ -22,30 +24,6 @@ bearer = HTTPBearer(
     description="A local API key from `cogenesis keys create`, sent as "
     "'Authorization: Bearer cgk_...'.",
 )
-
-
-class AuthError(Exception):
-    """A request without the right key. ``status``/``code`` follow OpenAI's errors."""
-
-    status = 401
-    code = "invalid_api_key"
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-
-
-class MissingKey(AuthError):
-    code = "missing_api_key"
-
-
-class InvalidKey(AuthError):
-    code = "invalid_api_key"
-
-
-class Forbidden(AuthError):
-    status, code = 403, "permission_denied"
 
 
 @dataclass(frozen=True)
@@ -64,9 +42,9 @@ class Principal:
         """Refuse a user key that names someone else (before anything is looked up, so
         the answer does not tell whether that user exists)."""
         if not self.is_admin and user_id != self.user_id:
-            raise Forbidden(
+            raise PermissionDenied(
                 f"this key acts as user {self.user_id!r} and cannot reach another user",
-                param,
+                param=param,
             )
 
     def chat_user(self, requested: str | None) -> str | None:
@@ -103,5 +81,9 @@ def caller(
 def admin(principal: Principal = Depends(caller)) -> Principal:
     """Dependency of the routes that manage every user and the keys."""
     if not principal.is_admin:
-        raise Forbidden("this route needs an admin key (`cogenesis keys create --admin`)")
+        raise PermissionDenied("this route needs an admin key (`cogenesis keys create --admin`)")
     return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
+Admin = Annotated[Principal, Depends(admin)]

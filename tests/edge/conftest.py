@@ -95,8 +95,9 @@ def shared_guard():
 
 
 @pytest.fixture(scope="session")
-def pool() -> SmallModelPool:
-    return shared_pool()
+def pool() -> Iterator[SmallModelPool]:
+    yield shared_pool()
+    shared_pool.cache_clear()  # freed now, while llama.cpp is still loaded, not at exit
 
 
 @pytest.fixture(scope="session")

@@ -148,7 +148,9 @@ def test_gates_by_name_from_the_folder_and_fifos_block_no_worker(
 def test_a_message_over_the_context_is_a_400_before_anything_leaves(edge, cloud, mode) -> None:
     user = make_user(edge, "Ada Moss")
     before = len(cloud.bodies())
-    long_task = ("Write about the garden and the long summer evenings there. " * 400)[:19_000]
+    # 19,000 characters (under the 20,000 cap), digits: about one token each, so far over
+    # the small model's 4,096-token context.
+    long_task = ("Write down these numbers: " + " ".join(map(str, range(10_000))))[:19_000]
     reply = edge.http.post(
         "/v1/chat/completions",
         json={"model": mode, "user": user, "messages": [{"role": "user", "content": long_task}]},
