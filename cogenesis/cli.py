@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-EDGE_GROUPS = ("edge", "profiles", "ledger")
+EDGE_GROUPS = ("edge", "profiles", "keys", "ledger")
 RESEARCH_GROUPS = ("fusion", "eval")
 
 USAGE = """usage: cogenesis COMMAND ...
@@ -42,10 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         from edge_agent.cli import main as edge_main
 
         return edge_main(args)
-    if command == "keys":
-        from edge_agent.keys_cli import main as keys_main
-
-        return keys_main(rest)
     if command in RESEARCH_GROUPS:
         from research.cli import main as research_main
 

@@ -1,4 +1,4 @@
-"""The edge's commands: serve, profiles, ledger (research commands are in research/cli.py).
+"""The edge's commands: serve, profiles, keys, ledger (research commands are in research/cli.py).
 
 Setting flags are derived from EdgeSettings (shared_protocol.settings_cli, as the cloud's
 from CloudSettings). Every user error, a bad setting included, ends as a one-line message
@@ -13,6 +13,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from edge_agent.keys_cli import KeyCommandError, add_key_commands
 from edge_agent.settings import EdgeSettings
 from shared_protocol.hosts import is_loopback
 from shared_protocol.settings_cli import SettingsError, add_settings_flags, load_settings
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args) or 0
-    except (CliError, SettingsError) as exc:
+    except (CliError, KeyCommandError, SettingsError) as exc:
         print(f"cogenesis: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -87,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _setting_flags(delete)
     delete.set_defaults(handler=_profiles_delete)
+
+    add_key_commands(groups, _setting_flags)
 
     ledger = groups.add_parser("ledger", help="what left the device").add_subparsers(dest="command")
     lshow = ledger.add_parser("show", help="print ledger entries")

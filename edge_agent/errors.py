@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -166,6 +167,13 @@ def _where(loc: Any) -> str:
     )
 
 
+def log_unexpected(exc: BaseException, where: str) -> None:
+    """Log an unexpected error by type and traceback, without its message: a message can
+    quote private context (a prompt, a profile value), and logs must not."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unexpected %s in %s (message withheld)\n%s", type(exc).__name__, where, frames)
+
+
 class CatchAllMiddleware:
     """Anything unexpected: logged with its traceback, answered with a generic 500.
 
@@ -190,8 +198,8 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+        except Exception as exc:
+            log_unexpected(exc, f"{scope.get('method')} {scope.get('path')}")
             if started:  # too late for a status: the server closes the response
                 raise
             body = openai_error(

@@ -1,42 +1,31 @@
 """``cogenesis keys create|list|revoke``: the local API keys apps call the edge with.
 
 A new key is printed once, as the last line of stdout; the store keeps only its hash.
-Errors are one line on stderr and exit code 2.
+The commands are a group of the edge's CLI (edge_agent/cli.py), in its style.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import ValidationError
 
 from edge_agent.settings import EdgeSettings
-from shared_protocol.settings_cli import SettingsError, add_settings_flags, load_settings
+from shared_protocol.settings_cli import load_settings
 
 
-class KeysCliError(Exception):
-    pass
+class KeyCommandError(Exception):
+    """A mistake in a keys command: one line on stderr, exit code 2 (edge_agent.cli)."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
-    try:
-        return args.handler(args)
-    except (KeysCliError, SettingsError) as exc:
-        print(f"cogenesis keys: {exc}", file=sys.stderr)
-        return 2
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cogenesis keys", description=__doc__)
-    commands = parser.add_subparsers(dest="command")
+def add_key_commands(
+    groups: argparse._SubParsersAction, setting_flags: Callable[[argparse.ArgumentParser], None]
+) -> None:
+    """The ``keys`` group of the edge's CLI; ``setting_flags`` adds the store's flags."""
+    commands = groups.add_parser("keys", help="local API keys").add_subparsers(dest="command")
 
     create = commands.add_parser("create", help="create a key (printed once)")
     who = create.add_mutually_exclusive_group(required=True)
@@ -56,8 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=_revoke)
 
     for command in (create, listing, revoke):
-        add_settings_flags(command, EdgeSettings, ["db_url"], aliases={"db_url": ["--db"]})
-    return parser
+        setting_flags(command)
 
 
 def _store(args: argparse.Namespace):
@@ -66,7 +54,7 @@ def _store(args: argparse.Namespace):
     try:
         return open_store(load_settings(EdgeSettings, args).db_url)
     except StoreError as exc:
-        raise KeysCliError(str(exc)) from exc
+        raise KeyCommandError(str(exc)) from exc
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -79,12 +67,12 @@ def _create(args: argparse.Namespace) -> int:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'key'}: {e['msg']}" for e in exc.errors()
         )
-        raise KeysCliError(problems) from exc
+        raise KeyCommandError(problems) from exc
     with _store(args) as store:
         try:
             new = store.keys.create(request)
         except UserNotFound as exc:
-            raise KeysCliError(str(exc)) from exc
+            raise KeyCommandError(str(exc)) from exc
     who = "admin" if new.key.scope == "admin" else f"user {new.key.user_id}"
     label = f", {new.key.label!r}" if new.key.label else ""
     print(f"created {new.key.id} ({who}{label}); the key is shown only now, keep it safe:")
@@ -127,7 +115,7 @@ def _revoke(args: argparse.Namespace) -> int:
         try:
             key = store.keys.revoke(args.id)
         except KeyNotFound as exc:
-            raise KeysCliError(str(exc)) from exc
+            raise KeyCommandError(str(exc)) from exc
     print(f"revoked {key.id}")
     return 0
 

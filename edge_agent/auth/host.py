@@ -22,6 +22,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from edge_agent.errors import openai_error
 from shared_protocol.hosts import is_loopback as is_loopback_address
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -70,9 +71,7 @@ class HostPolicy:
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    # OpenAI's error shape, as every other answer of the edge.
-    error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
-    return JSONResponse({"error": error}, status_code=status)
+    return JSONResponse(openai_error(message, "invalid_request_error", code), status_code=status)
 
 
 class LocalOnlyMiddleware:

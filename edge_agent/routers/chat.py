@@ -8,7 +8,6 @@ runs, so a refused request has sent nothing to the cloud and ledgered nothing.
 from __future__ import annotations
 
 import json
-import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from edge_agent.errors import (
     UserRequired,
     VocabularyConflict,
     error_responses,
+    log_unexpected,
     openai_error,
 )
 from edge_agent.gates import GateNotFound
@@ -45,7 +45,6 @@ from edge_agent.report import CompletionReport
 from edge_agent.services import EdgeServices
 from edge_agent.store import UserNotFound
 
-log = logging.getLogger("edge_agent")
 router = APIRouter()
 
 
@@ -127,7 +126,7 @@ def _stream(gateway: Gateway, job: CompletionJob, cid: str, model: str) -> Itera
         try:
             events.put(gateway.execute(job, lambda piece: events.put(piece)))
         except Exception as exc:  # reported in-band: the HTTP status is already sent
-            log.exception("a streamed completion failed")
+            log_unexpected(exc, "a streamed completion")
             events.put(exc)
         finally:
             events.put(_DONE)

@@ -186,7 +186,7 @@ def test_the_connection_stays_usable_after_errors(edge) -> None:
             assert chat(client, user=user, seed=-1).status_code == 200
 
 
-def test_an_unexpected_error_is_a_generic_500_that_keeps_the_connection(edge) -> None:
+def test_an_unexpected_error_is_a_generic_500_that_keeps_the_connection(edge, caplog) -> None:
     app: FastAPI = create_app(edge.services.settings, services=edge.services)
 
     @app.get("/v1/boom-for-this-test")
@@ -201,6 +201,8 @@ def test_an_unexpected_error_is_a_generic_500_that_keeps_the_connection(edge) ->
         assert "HIV" not in reply.text and "Traceback" not in reply.text
         assert error["type"] == "server_error"
         assert client.get("/v1/models").status_code == 200  # same connection, still good
+    assert "RuntimeError" in caplog.text and "boom" in caplog.text  # logged, by type and place
+    assert "HIV" not in caplog.text  # but not the message, which may hold private text
 
 
 def test_import_errors_over_rest_never_quote_the_profile(edge) -> None:
