@@ -70,7 +70,7 @@ def run(ends: BothEnds, records: list[dict], users: dict[str, str], max_tokens: 
     rows = []
     seen: set[str] = set()
     gateway = ends.services.gateway
-    with httpx.Client(base_url=ends.edge_url, timeout=600) as client:
+    with ends.client(timeout=600) as client:
         for record in tqdm(records, desc="tasks", unit="task"):
             user = users[record.get("tid")]
             task = record["conversations"][0]["value"]

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
-
 from tests.edge.test_chat import TASK, make_profile
 
 
 def sketch(edge, user: str) -> dict:
-    reply = httpx.post(
-        f"{edge.url}/v1/chat/completions",
+    reply = edge.http.post(
+        "/v1/chat/completions",
         json={
             "model": "cogenesis-sketch",
             "user": user,
