@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from edge_agent.openai_types import (
 )
 from edge_agent.outbound import CloudClient, CloudError
 from edge_agent.prefix_cache import PrefixCache
+from edge_agent.recovery import SessionCloser, recover
 from edge_agent.settings import EdgeSettings
 from edge_agent.slm import SmallModel, SmallModelPool
 from edge_agent.store import DatasetFormatError, Store, UserNotFound, open_store
@@ -49,6 +51,7 @@ class EdgeServices:
     guard: Any
     gateway: Gateway
     cloud_info: InfoResponse | None = None
+    session_closer: SessionCloser | None = None
 
 
 def build_services(
@@ -93,7 +96,18 @@ def create_app(
 ) -> FastAPI:
     settings = settings or EdgeSettings()
     svc = services or build_services(settings)
-    app = FastAPI(title="CoGenesis edge agent", version="0.1.0")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Before the first request: put right what a stopped edge left behind.
+        svc.session_closer = recover(svc.store, svc.cloud)
+        svc.session_closer.start()
+        try:
+            yield
+        finally:
+            svc.session_closer.stop()
+
+    app = FastAPI(title="CoGenesis edge agent", version="0.1.0", lifespan=lifespan)
     app.state.services = svc
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     _install_error_handlers(app)

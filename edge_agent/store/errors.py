@@ -29,6 +29,13 @@ class LedgerEntryNotFound(StoreError, LookupError):
         self.entry_id = entry_id
 
 
+class LedgerEntryFinished(StoreError):
+    def __init__(self, entry_id: int, status: str) -> None:
+        super().__init__(f"ledger entry {entry_id} already ended ({status}); it cannot end twice")
+        self.entry_id = entry_id
+        self.status = status
+
+
 class DatasetFormatError(StoreError, ValueError):
     """A CoGenesis dataset file is malformed. Nothing was written.
 
