@@ -7,7 +7,7 @@ transaction, so a row and its link exist together or not at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -25,6 +25,17 @@ INTERRUPTED_ERROR = (
     "the edge stopped before this call finished; whether the bytes reached the cloud is unknown"
 )
 SESSIONS_ENDPOINT = "/v1/sessions"
+
+
+@dataclass(frozen=True)
+class LedgerTotal:
+    """Calls and bytes of one mode on one (UTC) day."""
+
+    day: date
+    mode: str
+    calls: int
+    bytes_up: int
+    bytes_down: int
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,28 @@ class LedgerRepository:
                 if session_id not in closed
             ]
 
+    def totals(self, user_id: str | None = None) -> list[LedgerTotal]:
+        """Calls and bytes per UTC day and mode (of one user, or of all), oldest first."""
+        day = func.date(LedgerEntry.created_at)
+        query = (
+            select(
+                day,
+                LedgerEntry.mode,
+                func.count(),
+                func.sum(LedgerEntry.bytes_up),
+                func.sum(func.coalesce(LedgerEntry.bytes_down, 0)),
+            )
+            .group_by(day, LedgerEntry.mode)
+            .order_by(day, LedgerEntry.mode)
+        )
+        if user_id is not None:
+            query = query.where(LedgerEntry.user_id == user_id)
+        with self._db.reading() as session:
+            return [
+                LedgerTotal(_as_date(d), mode, calls, up or 0, down or 0)
+                for d, mode, calls, up, down in session.execute(query)
+            ]
+
     def head(self) -> tuple[int, str]:
         """The chain's newest link: its number and hash (0 and the genesis hash if empty)."""
         with self._db.reading() as session:
@@ -211,3 +244,8 @@ def _as_utc(moment: datetime | float) -> datetime:
     if isinstance(moment, int | float):
         return datetime.fromtimestamp(moment, UTC)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _as_date(value: date | str) -> date:
+    # SQLite's date() gives text; other backends give a date.
+    return value if isinstance(value, date) else date.fromisoformat(value)
