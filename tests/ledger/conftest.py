@@ -43,7 +43,7 @@ class CloudApp:
         return f"http://127.0.0.1:{self.port}"
 
     def serving(self):
-        return running_server(self.app, self.port)
+        return running_server(self.app, port=self.port)
 
     def open_sessions(self) -> int:
         return len(self.app.state.sessions)

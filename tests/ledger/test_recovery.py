@@ -34,11 +34,14 @@ def open_session(cloud: CloudClient) -> str:
 
 
 def closes(store: Store, session_id: str) -> list[tuple[str, int | None]]:
+    """How each close of the session ended, newest first."""
     rows, _ = store.ledger.query(limit=100)
     return [
         (row.status, row.http_status)
         for row in rows
-        if row.method == "DELETE" and row.endpoint == f"/v1/sessions/{session_id}"
+        if row.method == "DELETE"
+        and row.endpoint == f"/v1/sessions/{session_id}"
+        and row.status != "sending"
     ]
 
 
@@ -124,7 +127,7 @@ def test_a_session_is_closed_once_the_cloud_can_be_reached_again(
         assert [s.session_id for s in closer.pending] == [session_id]
 
         with cloud_app.serving():
-            wait_for(lambda: not closer.pending)
+            wait_for(lambda: not closer.pending, timeout_s=60)
             assert cloud_app.open_sessions() == 0
     finally:
         closer.stop()
