@@ -160,24 +160,25 @@ def bytes_up_chart(
     span = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     left, bottom, top = 56, 28, 8
     plot_w, plot_h = width - left - 8, height - bottom - top
-    peak = max(per_day.get(d, (0, 0))[0] for d in span) or 1
+    peak = max(per_day.get(d, (0, 0))[0] for d in span)
+    scale = peak or 1  # all zero: flat bars, not a division by zero
     slot = plot_w / len(span)
+    bar_w = min(slot * 0.8, 40.0)  # a few days of data must not look like a wall
     bars = []
     for i, day in enumerate(span):
         up, calls = per_day.get(day, (0, 0))
-        bar_h = plot_h * up / peak
+        bar_h = plot_h * up / scale
         bars.append(
             Bar(
-                x=round(left + i * slot + slot * 0.1, 1),
+                x=round(left + i * slot + (slot - bar_w) / 2, 1),
                 y=round(top + plot_h - bar_h, 1),
-                width=round(slot * 0.8, 1),
+                width=round(bar_w, 1),
                 height=round(bar_h, 1),
                 title=f"{day.isoformat()}: {human_bytes(up)} up in {calls} calls",
             )
         )
-    ticks = [
-        Tick(round(top + plot_h * (1 - f), 1), human_bytes(int(peak * f))) for f in (0, 0.5, 1)
-    ]
+    fractions = (0, 0.5, 1) if peak else (0,)
+    ticks = [Tick(round(top + plot_h * (1 - f), 1), human_bytes(int(peak * f))) for f in fractions]
     shown = sorted({0, len(span) - 1, (len(span) - 1) // 2})
     labels = [Label(round(left + (i + 0.5) * slot, 1), span[i].isoformat()[5:]) for i in shown]
     total_up = sum(per_day.get(d, (0, 0))[0] for d in span)

@@ -36,6 +36,8 @@ from edge_agent.store.schemas import PROFILE_ATTRIBUTES, ProfileUpdate, UserOut
 
 PACKAGE = Path(__file__).resolve().parents[1]
 PAGE_SIZE = 25
+# The profile's fields as the form shows them: the name first.
+FORM_FIELDS = ("name", *(attr for attr in PROFILE_ATTRIBUTES if attr != "name"))
 FORM_TYPE = "application/x-www-form-urlencoded"
 # The page never needs anything from elsewhere: say so to the browser.
 SECURITY_HEADERS = {
@@ -209,7 +211,8 @@ async def verify(request: Request, svc: Services) -> Response:
     if chain.ok:
         session.flash(
             "ok",
-            f"The ledger is intact: {chain.entries} entries in {chain.links} links "
+            f"The ledger is intact: {_count(chain.entries, 'entry', 'entries')} in "
+            f"{_count(chain.links, 'link', 'links')} "
             f"({chain.erased} erased on request), head {chain.head[:16]}….",
         )
     else:
@@ -257,11 +260,12 @@ def _signed_in(request: Request, session: PageSession[Principal], to: str) -> Re
 
 
 async def _form(request: Request) -> QueryParams:
+    raw = await request.body()
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != FORM_TYPE:
+    if raw and media != FORM_TYPE:
         raise FormProblem(415, "The page's forms send application/x-www-form-urlencoded.")
     try:
-        body = (await request.body()).decode("utf-8")
+        body = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FormProblem(400, "The form was not UTF-8.") from exc
     # Starlette's parser: the same rules as a query string, blank values kept.
@@ -325,14 +329,14 @@ def _profile_fields(profile: UserOut) -> list[dict[str, Any]]:
             "label": attr.replace("_", " ").capitalize(),
             "value": getattr(profile, attr),
         }
-        for attr in ("name", *PROFILE_ATTRIBUTES)
+        for attr in FORM_FIELDS
     ]
 
 
 def _profile_changes(form: QueryParams, current: UserOut) -> dict[str, Any]:
     """The form as a ProfileUpdate: empty fields clear, the history is replaced."""
     changes: dict[str, Any] = {}
-    for attr in ("name", *PROFILE_ATTRIBUTES):
+    for attr in FORM_FIELDS:
         if attr in form:
             value = _one(form, attr).strip()
             changes[attr] = value or (None if attr != "name" else "")
@@ -374,8 +378,12 @@ def _rescan(svc: EdgeServices, session: PageSession[Principal], subject: str | N
         return model.detokenize(ids).decode("utf-8", errors="replace")
 
     report = verify_ledger(svc.store, user_id=subject, guard=svc.guard, detokenize=detokenize)
+    if not report.entries:
+        session.flash("info", "Nothing to re-scan: no payload belongs to a stored profile.")
+        return
     if not report.hits:
-        session.flash("ok", f"The re-scan found no private terms in {report.entries} payloads.")
+        payloads = _count(report.entries, "payload", "payloads")
+        session.flash("ok", f"The re-scan found no private terms in {payloads}.")
         return
     first = report.hits[0]
     session.flash(
@@ -383,3 +391,7 @@ def _rescan(svc: EdgeServices, session: PageSession[Principal], subject: str | N
         f"The re-scan found {len(report.hits)} private terms that left; first: entry "
         f"#{first.entry_id}, {first.kind} ({first.description}).",
     )
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
