@@ -315,4 +315,3 @@ def _ledger_head(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-

@@ -12,11 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 
 from edge_agent.auth import AUTH_OFF, Principal
@@ -36,6 +37,7 @@ from edge_agent.store.schemas import PROFILE_ATTRIBUTES, ProfileUpdate, UserOut
 
 PACKAGE = Path(__file__).resolve().parents[1]
 PAGE_SIZE = 25
+MAX_OFFSET = 10**9
 # The profile's fields as the form shows them: the name first.
 FORM_FIELDS = ("name", *(attr for attr in PROFILE_ATTRIBUTES if attr != "name"))
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -62,7 +64,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(FormProblem)
     async def form_problem(request: Request, exc: FormProblem) -> Response:
-        return _html(request, "problem.html", {"message": exc.message}, status=exc.status)
+        context = {"title": "Nothing was changed", "message": exc.message, "problem": True}
+        return _html(request, "message.html", context, status=exc.status)
 
 
 class FormProblem(Exception):
@@ -79,7 +82,10 @@ class FormProblem(Exception):
 
 @router.get("/", response_class=HTMLResponse)
 def privacy_page(
-    request: Request, svc: Services, user: str | None = None, offset: int = 0
+    request: Request,
+    svc: Services,
+    user: str | None = None,
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> Response:
     session = _session(request, svc)
     if session is None:
@@ -93,7 +99,6 @@ def privacy_page(
     if who.is_admin and subject and profile is None:
         session.flash("error", f"There is no profile {subject!r}.")
         subject = None
-    offset = max(offset, 0)
     entries, total = svc.store.ledger.query(user_id=subject, limit=PAGE_SIZE, offset=offset)
     totals = svc.store.ledger.totals(subject)
     head_seq, head = svc.store.ledger.head()
@@ -133,13 +138,12 @@ def privacy_page(
 async def sign_in(request: Request, svc: Services) -> Response:
     form = await _form(request)
     key = _one(form, "key").strip()
-    found = svc.store.keys.verify(key) if key else None
+    found = await run_in_threadpool(svc.store.keys.verify, key) if key else None
     if found is None:
         context = {"error": "That key is not valid (unknown, mistyped or revoked)."}
         return _html(request, "signin.html", context, status=401)
     principal = Principal(scope=found.scope, user_id=found.user_id, key_id=found.id)
-    old = request.cookies.get(COOKIE)
-    _sessions(request).end(old)  # a new session id at every sign-in
+    _sessions(request).end(request.cookies.get(COOKIE))  # a new session id at every sign-in
     return _signed_in(request, _sessions(request).start(principal), "/")
 
 
@@ -155,6 +159,27 @@ async def sign_out(request: Request, svc: Services) -> Response:
 @router.post("/page/profile")
 async def save_profile(request: Request, svc: Services) -> Response:
     session, form = await _checked_form(request, svc)
+    return await run_in_threadpool(_save_profile, svc, session, form)
+
+
+@router.post("/page/delete")
+async def delete_data(request: Request, svc: Services) -> Response:
+    session, form = await _checked_form(request, svc)
+    return await run_in_threadpool(_delete_data, request, svc, session, form)
+
+
+@router.post("/page/verify")
+async def verify(request: Request, svc: Services) -> Response:
+    session, form = await _checked_form(request, svc)
+    return await run_in_threadpool(_verify, svc, session, form)
+
+
+# -- what the forms do (in the thread pool: they read and write the store) ---------------
+
+
+def _save_profile(
+    svc: EdgeServices, session: PageSession[Principal], form: QueryParams
+) -> Response:
     user_id = _subject(session, form)
     try:
         current = svc.store.profiles.get_user(user_id)
@@ -174,9 +199,9 @@ async def save_profile(request: Request, svc: Services) -> Response:
     return _back(session, user_id, "#profile")
 
 
-@router.post("/page/delete")
-async def delete_data(request: Request, svc: Services) -> Response:
-    session, form = await _checked_form(request, svc)
+def _delete_data(
+    request: Request, svc: EdgeServices, session: PageSession[Principal], form: QueryParams
+) -> Response:
     user_id = _subject(session, form)
     if _one(form, "confirm") != "1":
         session.flash("error", "Nothing was deleted: tick the box that confirms it.")
@@ -189,21 +214,27 @@ async def delete_data(request: Request, svc: Services) -> Response:
         return _back(session, None)
     svc.invalidate_prefix(user_id)
     ledger_note = (
-        f" and {deleted.ledger_entries} ledger entries (the chain records that they went)"
+        f" and {_count(deleted.ledger_entries, 'ledger entry', 'ledger entries')} (the "
+        "chain keeps a note of which entries went, nothing of what they held)"
         if include_ledger
         else "; the ledger of what was sent is kept"
     )
-    session.flash(
-        "ok",
-        f"Deleted {user_id}: the profile, {deleted.writing_samples} pieces of writing, "
-        f"{deleted.tasks} tasks{ledger_note}.",
+    message = (
+        f"Deleted {user_id}: the profile, "
+        f"{_count(deleted.writing_samples, 'piece', 'pieces')} of writing, "
+        f"{_count(deleted.tasks, 'task', 'tasks')}{ledger_note}."
     )
-    return _back(session, None)
+    if session.who.is_admin:
+        session.flash("ok", message)
+        return _back(session, None)
+    # The user's keys went with the profile: every session of theirs ends here.
+    _sessions(request).end_where(lambda who: who.user_id == user_id)
+    response = _html(request, "message.html", {"title": "Your data is deleted", "message": message})
+    response.delete_cookie(COOKIE, path="/")
+    return response
 
 
-@router.post("/page/verify")
-async def verify(request: Request, svc: Services) -> Response:
-    session, form = await _checked_form(request, svc)
+def _verify(svc: EdgeServices, session: PageSession[Principal], form: QueryParams) -> Response:
     subject = _subject(session, form) if _one(form, "user") else None
     if not session.who.is_admin:
         subject = session.who.user_id

@@ -84,9 +84,10 @@ def test_the_privacy_page_end_to_end(browser: WebDriver, edge: Edge, screenshots
     shoot(driver, screenshots, "privacy-page-sign-in.png")
     driver.find_element(By.ID, "key").send_keys("cgk_not_a_key")
     driver.find_element(By.CSS_SELECTOR, "form[action='/page/sign-in'] button").click()
-    assert "not valid" in wait(driver).until(
-        ready.presence_of_element_located((By.ID, "signin-error"))
-    ).text
+    assert (
+        "not valid"
+        in wait(driver).until(ready.presence_of_element_located((By.ID, "signin-error"))).text
+    )
 
     # Sign in with the user's key: a session cookie scripts cannot read.
     sign_in(driver, edge, edge.user_key)
@@ -128,7 +129,9 @@ def test_the_privacy_page_end_to_end(browser: WebDriver, edge: Edge, screenshots
     driver.find_element(By.ID, "confirm-delete").click()
     driver.find_element(By.ID, "delete-button").click()
     wait(driver).until(ready.alert_is_present()).accept()
-    wait(driver).until(lambda d: "/page/delete" not in d.current_url)
+    done = wait(driver).until(ready.presence_of_element_located((By.ID, "message-title")))
+    assert done.text == "Your data is deleted"
+    assert "ledger entries" in driver.find_element(By.CSS_SELECTOR, ".flash").text
     with pytest.raises(Exception, match="no profile"):
         store.profiles.get_user(edge.user_id)
     assert store.ledger.query(user_id=edge.user_id)[1] == 0
@@ -136,7 +139,9 @@ def test_the_privacy_page_end_to_end(browser: WebDriver, edge: Edge, screenshots
     # The chain recorded the erasure and still verifies, seen by an admin.
     report = store.ledger.verify()
     assert report.ok and report.erased >= 1, report.problems
-    driver.delete_all_cookies()
+    # The user's key went with the profile, and so did the session.
+    driver.get(edge.url + "/")
+    assert driver.find_element(By.ID, "key")
     sign_in(driver, edge, edge.admin_key)
     assert [o.text for o in Select(driver.find_element(By.ID, "user")).options] == ["Everyone"]
     driver.find_element(By.ID, "verify-button").click()
