@@ -10,7 +10,7 @@ from edge_agent.store.database import make_engine
 from edge_agent.store.migrate import current_revision, head_revision, upgrade
 
 
-@pytest.mark.parametrize("old_revision", ["0001", "0002"])
+@pytest.mark.parametrize("old_revision", ["0001", "0002", "0003"])
 def test_old_ledger_rows_are_chained_on_upgrade(db_url: str, old_revision: str) -> None:
     engine = make_engine(db_url)
     upgrade(engine, old_revision)

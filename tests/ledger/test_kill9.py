@@ -24,7 +24,7 @@ import pytest
 
 from edge_agent.cli import main as edge_cli
 from edge_agent.store import open_store
-from edge_agent.store.schemas import ProfileIn
+from edge_agent.store.schemas import KeyIn, ProfileIn
 from tests.ledger.conftest import CLOUD_TOKEN, CloudApp
 from tests.servers import free_port
 
@@ -76,7 +76,7 @@ class EdgeProcess:
         self.log.close()
 
 
-def chat_in_background(edge: EdgeProcess, user_id: str) -> threading.Thread:
+def chat_in_background(edge: EdgeProcess, user_id: str, key: str) -> threading.Thread:
     body = {
         "model": "cogenesis-logits",
         "user": user_id,
@@ -86,7 +86,12 @@ def chat_in_background(edge: EdgeProcess, user_id: str) -> threading.Thread:
 
     def send() -> None:
         try:
-            httpx.post(f"{edge.url}/v1/chat/completions", json=body, timeout=300)
+            httpx.post(
+                f"{edge.url}/v1/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=300,
+            )
         except httpx.HTTPError:
             pass  # the edge dies under it: that is the point
 
@@ -140,11 +145,12 @@ def test_kill_9_during_a_logits_request_loses_nothing(
         user_id = store.profiles.create_user(
             ProfileIn(name="Ada Moss", age="41", location="Tacoma", occupation="Florist")
         ).id
+        key = store.keys.create(KeyIn(scope="admin", label="kill -9 test")).secret
 
     with cloud_app.serving():
         edge = EdgeProcess(db_url, cloud_app.url, tmp_path)
         try:
-            request = chat_in_background(edge, user_id)
+            request = chat_in_background(edge, user_id, key)
             caught = kill_mid_step(edge, db_file, request)
         finally:
             edge.stop()
@@ -172,7 +178,11 @@ def test_kill_9_during_a_logits_request_loses_nothing(
                 assert cut_short[:2] == (method, endpoint) and payload.startswith(cut_short[2])
             assert sum(unrecorded.values()) <= 1
 
-            listed = httpx.get(f"{edge.url}/v1/ledger", params={"limit": 500}).json()["data"]
+            listed = httpx.get(
+                f"{edge.url}/v1/ledger",
+                params={"limit": 500},
+                headers={"Authorization": f"Bearer {key}"},
+            ).json()["data"]
             assert {e["id"]: e["status"] for e in listed}[caught] == "interrupted"
 
             # The restarted edge closes the session the killed request held.

@@ -4,8 +4,8 @@ Rows already in the ledger are chained in id order, as if they had been recorded
 the chain: a 'sent' link for each, an 'outcome' link for each that ended. Rows still
 'sending' stay so; the edge marks them 'interrupted' when it starts.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2025-01-20
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from edge_agent.store import chain
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels = None
 depends_on = None
 
