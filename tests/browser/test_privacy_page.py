@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium.common.exceptions import JavascriptException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ready
@@ -22,7 +23,10 @@ TASK = "Write a short birthday toast for Ada Moss, who loves tulips."
 
 
 def wait(driver: WebDriver, timeout_s: float = 30) -> WebDriverWait:
-    return WebDriverWait(driver, timeout_s)
+    # A form's answer replaces the page: what was read of the old one may go stale mid-read.
+    return WebDriverWait(
+        driver, timeout_s, ignored_exceptions=(StaleElementReferenceException, JavascriptException)
+    )
 
 
 def shoot(driver: WebDriver, folder: Path, name: str) -> Path:
@@ -47,7 +51,8 @@ def sign_in(driver: WebDriver, edge: Edge, key: str) -> None:
 
 
 def flashes(driver: WebDriver) -> list[str]:
-    return [p.text for p in driver.find_elements(By.CSS_SELECTOR, ".flash")]
+    script = "return Array.from(document.querySelectorAll('.flash'), e => e.textContent)"
+    return [text.strip() for text in driver.execute_script(script)]
 
 
 def test_the_privacy_page_end_to_end(browser: WebDriver, edge: Edge, screenshots: Path) -> None:
