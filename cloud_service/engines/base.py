@@ -1,7 +1,8 @@
 """The engine interface. A new engine is one new file implementing ``Engine``.
 
-Sessions and routes talk to engines through five calls: ``chat_prompt_tokens``, ``chat``,
-``score``, ``release`` and the read-only facts (model id, vocabulary, fingerprint).
+Sessions and routes talk to engines through these calls: ``chat_prompt_tokens``, ``chat``,
+``score``, ``release``, ``stream_chat`` (the OpenAI-compatible route) and the read-only
+facts (model id, vocabulary, fingerprint).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from cloud_service.engines.streaming import ChatStream, SamplingOptions
 from shared_protocol.fingerprint import tokenizer_fingerprint
+
+ChatMessages = Sequence[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content"}]
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,13 @@ class Engine(ABC):
         ``stop(text_so_far)`` is a hint checked at line ends: True ends generation
         early. An engine that cannot call back mid-generation may ignore it.
         """
+
+    def stream_chat(self, messages: ChatMessages, options: SamplingOptions) -> ChatStream:
+        """A whole conversation through the chat template, generated as a text stream.
+
+        Raises ContextOverflow when the prompt leaves no room for one token.
+        """
+        raise NotImplementedError(f"the {self.name} engine does not serve chat completions")
 
     @abstractmethod
     def score(self, key: str, tokens: Sequence[int], n_out: int, top_k: int) -> list[TopKRow]:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud_service.engines.base import ChatResult, Engine, TopKRow, top_k_logprobs
+from cloud_service.engines.base import ChatMessages, ChatResult, Engine, TopKRow, top_k_logprobs
+from cloud_service.engines.streaming import ChatStream, SamplingOptions, sample_token
 from cloud_service.errors import ContextOverflow, EngineUnavailable
 
 CHATML_FALLBACK = (
@@ -138,9 +139,13 @@ class LlamaCppEngine(Engine):
         return self._control_text.sub("", content) if self._control_text else content
 
     def chat_prompt_tokens(self, system: str | None, user: str) -> list[int]:
-        messages = [{"role": "system", "content": self._plain(system)}] if system else []
-        messages.append({"role": "user", "content": self._plain(user)})
-        text = self._template(messages=messages).prompt
+        messages = [{"role": "system", "content": system}] if system else []
+        return self.chat_messages_tokens([*messages, {"role": "user", "content": user}])
+
+    def chat_messages_tokens(self, messages: ChatMessages) -> list[int]:
+        """A conversation through the model's template, with the generation prompt."""
+        plain = [{"role": m["role"], "content": self._plain(m["content"])} for m in messages]
+        text = self._template(messages=plain).prompt
         bos = self._piece_text(self._llm.token_bos())
         add_bos = self._llm._model.add_bos_token() and not (bos and text.startswith(bos))
         return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
@@ -182,6 +187,36 @@ class LlamaCppEngine(Engine):
             ):
                 break
         return ChatResult(self._text(out), len(prompt), len(out))
+
+    def stream_chat(self, messages: ChatMessages, options: SamplingOptions) -> ChatStream:
+        prompt = self.chat_messages_tokens(messages)
+        budget = min(options.max_tokens, self.n_ctx - len(prompt))
+        if budget < 1:
+            raise ContextOverflow(
+                f"the prompt has {len(prompt)} tokens; the context holds {self.n_ctx}"
+            )
+        return ChatStream(
+            prompt_tokens=len(prompt),
+            tokens=self._sampled(prompt, budget, options),
+            token_bytes=lambda token: self._llm.detokenize([token]),
+            budget=budget,
+            stop=options.stop,
+        )
+
+    def _sampled(self, prompt: list[int], budget: int, options: SamplingOptions) -> Iterator[int]:
+        """Sampled ids until end-of-generation or the budget; lazy, so a client that
+        goes away stops the decode at its next token."""
+        rng = np.random.default_rng(options.seed)
+        out: list[int] = []
+        while len(out) < budget:
+            with self._lock:  # per token, as in chat(): sessions interleave
+                self._activate(CHAT_KEY)
+                (logits,) = self._forward([*prompt, *out], 1)
+            token = sample_token(logits, options.temperature, options.top_p, rng)
+            if self._lib.llama_vocab_is_eog(self._vocab, token):
+                return
+            out.append(token)
+            yield token
 
     def _text(self, tokens: list[int]) -> str:
         return self._llm.detokenize(tokens).decode("utf-8", errors="replace")

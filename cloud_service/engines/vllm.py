@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloud_service.engines.base import ChatResult, Engine, TopKRow
+from cloud_service.engines.base import ChatMessages, ChatResult, Engine, TopKRow
+from cloud_service.engines.streaming import ChatStream, SamplingOptions
 from cloud_service.errors import ContextOverflow, EngineUnavailable
 from shared_protocol import limits
 
@@ -108,6 +109,8 @@ class VllmEngine(Engine):
         self.vocab_size = len(self._tokenizer)
         self.n_ctx = n_ctx
         self._control_text = _control_text_pattern(self._tokenizer)
+        self._piece_list: list[bytes] | None = None  # token bytes, for chat streams
+        self._special_ids = frozenset(getattr(self._tokenizer, "all_special_ids", []))
         self._driver = _Driver(self._llm.llm_engine)
         # The first prompt-log-probs request pays a one-off ~2 s setup: pay it now.
         self.score("\x00warmup", self.chat_prompt_tokens(None, "warm up"), 2, 1)
@@ -132,14 +135,17 @@ class VllmEngine(Engine):
                 yield bytes(byte_of[c] for c in text)
 
     def chat_prompt_tokens(self, system: str | None, user: str) -> list[int]:
+        messages = [{"role": "system", "content": system}] if system else []
+        return self.chat_messages_tokens([*messages, {"role": "user", "content": user}])
+
+    def chat_messages_tokens(self, messages: ChatMessages) -> list[int]:
         """Same ids as the llama.cpp engine: control-token text is dropped from the
         content (a literal "<|im_end|>" must not end a turn), the template is rendered
         to text and tokenized with special tokens parsed, no BOS added on top."""
-        messages = [{"role": "system", "content": self._plain(system)}] if system else []
-        messages.append({"role": "user", "content": self._plain(user)})
+        plain = [{"role": m["role"], "content": self._plain(m["content"])} for m in messages]
         with self._tokenizer_lock:
             text = self._tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=False
+                plain, add_generation_prompt=True, tokenize=False
             )
             return list(self._tokenizer.encode(text, add_special_tokens=False))
 
@@ -174,6 +180,40 @@ class VllmEngine(Engine):
         out = self._driver.run(prompt, params, stop=_line_end_check(stop) if stop else None)
         completion = out.outputs[0]
         return ChatResult(completion.text, len(prompt), len(completion.token_ids))
+
+    def stream_chat(self, messages: ChatMessages, options: SamplingOptions) -> ChatStream:
+        """One vLLM request; the stop strings are cut by ChatStream as on llama.cpp
+        (vLLM also stops at them, so no tokens are wasted past one)."""
+        prompt = self.chat_messages_tokens(messages)
+        budget = min(options.max_tokens, self.n_ctx - len(prompt))
+        if budget < 1:
+            raise ContextOverflow(
+                f"the prompt has {len(prompt)} tokens; the context holds {self.n_ctx}"
+            )
+        params = self._vllm.SamplingParams(
+            max_tokens=budget,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            seed=options.seed,
+            stop=list(options.stop) or None,
+            include_stop_str_in_output=True,
+        )
+        completion = self._driver.run(prompt, params).outputs[0]
+        pieces = self._pieces()
+        return ChatStream(
+            prompt_tokens=len(prompt),
+            # vLLM keeps the end-of-turn id in token_ids; it is not text.
+            tokens=[t for t in completion.token_ids if t not in self._special_ids],
+            token_bytes=pieces.__getitem__,
+            budget=budget,
+            stop=options.stop,
+        )
+
+    def _pieces(self) -> list[bytes]:
+        with self._fingerprint_lock:
+            if self._piece_list is None:
+                self._piece_list = list(self.token_pieces())
+            return self._piece_list
 
     # -- scoring ------------------------------------------------------------------------
 
