@@ -12,7 +12,7 @@ guard, the outbound client and the ledger are the production path. Configuration
 
 Per configuration:
 - leakage: the fraction of each user's private items (name parts, location parts,
-  private-information items by their distinctive content words; bench/private_items.py)
+  private-information items by their distinctive content words; research/evaluate/private_items.py)
   found in what the cloud could read of the request: the bodies it received plus the
   text decoded from the token ids each session was sent (in order, so a name split
   across calls counts). Averaged over requests; also by kind, and a looser "partial"
@@ -48,7 +48,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.private_items import KINDS, PrivateItem, leaks, private_items  # noqa: E402
+from research.evaluate.private_items import KINDS, PrivateItem, leaks, private_items  # noqa: E402
 from cloud_service.settings import CloudSettings  # noqa: E402
 from cloud_service.testing import shared_default_engine, start_cloud_server  # noqa: E402
 from edge_agent.app import EdgeServices, build_services, create_app  # noqa: E402

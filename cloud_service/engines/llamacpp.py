@@ -15,6 +15,7 @@ import ctypes
 import os
 import re
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ class LlamaCppEngine(Engine):
         self._live_key: str | None = None
         self._live_tokens: list[int] = []
         self._saved: OrderedDict[str, _SavedState] = OrderedDict()
+        self._streams: set[str] = set()  # keys of chat streams being generated
         self.max_saved_states = max_saved_states
         self._template = self._chat_template()
         self._control_text = self._control_text_pattern()
@@ -207,16 +209,29 @@ class LlamaCppEngine(Engine):
         """Sampled ids until end-of-generation or the budget; lazy, so a client that
         goes away stops the decode at its next token."""
         rng = np.random.default_rng(options.seed)
+        # One stream at a time runs on the chat key, whose KV state then serves the
+        # next request's shared prefix. Streams that overlap get keys of their own: two
+        # streams taking turns on one key would re-decode each other's prompt at every
+        # token, while with their own keys a turn swaps saved KV states.
+        with self._lock:
+            key = CHAT_KEY if CHAT_KEY not in self._streams else f"{CHAT_KEY}-{uuid.uuid4().hex}"
+            self._streams.add(key)
         out: list[int] = []
-        while len(out) < budget:
-            with self._lock:  # per token, as in chat(): sessions interleave
-                self._activate(CHAT_KEY)
-                (logits,) = self._forward([*prompt, *out], 1)
-            token = sample_token(logits, options.temperature, options.top_p, rng)
-            if self._lib.llama_vocab_is_eog(self._vocab, token):
-                return
-            out.append(token)
-            yield token
+        try:
+            while len(out) < budget:
+                with self._lock:  # per token, as in chat(): sessions interleave
+                    self._activate(key)
+                    (logits,) = self._forward([*prompt, *out], 1)
+                token = sample_token(logits, options.temperature, options.top_p, rng)
+                if self._lib.llama_vocab_is_eog(self._vocab, token):
+                    return
+                out.append(token)
+                yield token
+        finally:
+            with self._lock:
+                self._streams.discard(key)
+                if key != CHAT_KEY:
+                    self.release(key)
 
     def _text(self, tokens: list[int]) -> str:
         return self._llm.detokenize(tokens).decode("utf-8", errors="replace")

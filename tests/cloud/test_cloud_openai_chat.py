@@ -180,3 +180,25 @@ def test_chat_stream_joins_utf8_split_across_tokens() -> None:
     pieces = [data[:4], data[4:6], data[6:8], data[8:]]
     stream = ChatStream(prompt_tokens=1, tokens=range(4), token_bytes=pieces.__getitem__, budget=4)
     assert stream.text() == "café ☕" and stream.finish_reason == "length"
+
+
+def test_overlapping_requests_get_the_same_answers_as_serial_ones(
+    client: openai.OpenAI, cloud: Cloud
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    asks = [
+        [{"role": "user", "content": f"Name a colour and a {thing}."}]
+        for thing in ("fruit", "river", "bird")
+    ]
+
+    def ask(messages: list[dict]) -> str:
+        reply = client.chat.completions.create(
+            model=cloud.engine.model_id, messages=messages, max_tokens=8, temperature=0
+        )
+        return reply.choices[0].message.content
+
+    serial = [ask(m) for m in asks]
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(ask, asks)) == serial
+    assert not [k for k in cloud.engine.saved_keys if k.startswith("\x00chat-")]  # released
