@@ -54,6 +54,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-nll", action="store_true", help="skip the reference NLL")
     p.add_argument("--judge-max-tokens", type=int, default=256)
     p.add_argument(
+        "--judge-attempts",
+        type=int,
+        default=2,
+        help="asks per rating: greedy first, then sampled while no rating can be read",
+    )
+    p.add_argument(
         "--judge-concurrency",
         type=int,
         default=1,
@@ -191,6 +197,7 @@ def _run(args: argparse.Namespace) -> int:
             cache_path=args.out / "judge_cache.jsonl",
         ),
         max_tokens=args.judge_max_tokens,
+        attempts=args.judge_attempts,
     )
     config = EvalConfig(
         modes=modes,

@@ -7,6 +7,8 @@ junk (see schemas.py).
 
 from __future__ import annotations
 
+import json
+
 SYSTEM = (
     "You help build a research dataset of realistic, fictional people and the things "
     "they write. Every person and detail you invent is fictional. Follow the requested "
@@ -37,6 +39,34 @@ AREAS = (
     "manufacturing and engineering",
 )
 
+# One worked example per structured step: small models follow a filled-in example far
+# better than an abstract shape. Replies that copy it are rejected (schemas.py).
+GROUP_EXAMPLE = {
+    "group": "Night-shift nurses",
+    "description": "Hospital nurses who write handover notes, emails to managers and "
+    "messages to patients' families.",
+}
+PROFILE_EXAMPLE = {
+    "name": "Dana Okafor",
+    "age": 52,
+    "occupation": "Night-shift nurse",
+    "location": "Leeds, England",
+    "personal_traits": ["Calm under pressure", "Wry humour", "Protective of her team"],
+    "writing_style": ["Short, plain sentences", "Lists the facts first", "Signs off warmly"],
+    "private_information": [
+        "Is caring for her mother after a stroke",
+        "Has been saving to retire early to the coast",
+        "Sees a counsellor about burnout every other Friday",
+    ],
+    "smart_device_usage": ["Shift-swap app alerts", "Sleep tracker shows four hours a night"],
+    "ai_assistant_usage": ["Drafting handover summaries", "Polishing emails to her manager"],
+}
+TASKS_EXAMPLE = [
+    "Write a Handover Note for the Day Team: summarise a hectic night on the ward, "
+    "including the patient who fell at 3 am.",
+    "Draft a Request for Flexible Hours: ask my manager for Fridays off to care for my mother.",
+]
+
 GROUP_SHAPE = '{"group": "<short name of the group>", "description": "<who they are and what they write, one sentence>"}'  # noqa: E501
 
 PROFILE_SHAPE = """{
@@ -58,7 +88,8 @@ def group_messages(area: str) -> list[dict[str, str]]:
     user = (
         f"Describe one group of people, from the area of {area}, who use an AI assistant "
         "to help them write (for example college students, programmers, nurses).\n"
-        f"Answer with this JSON object only:\n{GROUP_SHAPE}"
+        f"Example of the answer, for healthcare:\n{json.dumps(GROUP_EXAMPLE)}\n"
+        f"Answer for {area}, with a different group, as one JSON object only:\n{GROUP_SHAPE}"
     )
     return _messages(user)
 
@@ -68,7 +99,9 @@ def profile_messages(group: str, description: str, age_from: int, age_to: int) -
         f"Invent one realistic person from this group: {group} ({description}).\n"
         f"They are between {age_from} and {age_to} years old. Give them concrete, private "
         "details: family, health, money, plans, habits, places they go.\n"
-        f"Answer with this JSON object only, every value filled in:\n{PROFILE_SHAPE}"
+        f"Example of the answer, for a nurse:\n{json.dumps(PROFILE_EXAMPLE)}\n"
+        "Answer for a new person from the group above, as one JSON object only, every "
+        f"value filled in:\n{PROFILE_SHAPE}"
     )
     return _messages(user)
 
@@ -79,7 +112,8 @@ def tasks_messages(profile_text: str, count: int) -> list[dict[str, str]]:
         f"List {count} different pieces of writing this person might ask an AI assistant "
         "to write for them (emails, posts, letters, reports, speeches...). Each task "
         "should draw on their own life, so that a good answer needs to know them.\n"
-        f"Answer with this JSON object only:\n{TASKS_SHAPE}"
+        f"Example of the answer, for a nurse:\n{json.dumps({'tasks': TASKS_EXAMPLE})}\n"
+        f"Answer for the person above, as one JSON object only:\n{TASKS_SHAPE}"
     )
     return _messages(user)
 

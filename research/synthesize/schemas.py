@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from edge_agent.store.context import PROFILE_FIELDS
+from research.synthesize.prompts import GROUP_EXAMPLE, PROFILE_EXAMPLE, TASKS_EXAMPLE
 from research.synthesize.structured import json_object
 
 Read = tuple[Any, None] | tuple[None, str]
@@ -105,13 +106,20 @@ def _model(text: str, model: type[BaseModel]) -> Read:
 
 
 def read_group(text: str) -> Read:
-    return _model(text, Group)
+    value, reason = _model(text, Group)
+    if value is not None and value["group"].casefold() == GROUP_EXAMPLE["group"].casefold():
+        return None, "group: the prompt's example copied"
+    return value, reason
 
 
 def read_profile(text: str) -> Read:
     value, reason = _model(text, Profile)
-    if value is not None and not _NAME.match(value["name"]):
+    if value is None:
+        return value, reason
+    if not _NAME.match(value["name"]):
         return None, "name: not a first and last name"
+    if value["name"].casefold() == PROFILE_EXAMPLE["name"].casefold():
+        return None, "name: the prompt's example copied"
     return value, reason
 
 
@@ -132,7 +140,8 @@ def read_tasks(text: str, need: int) -> Read:
             item = f"{item.get('title', '')}: {item.get('description', '')}"
         task = re.sub(r"\s+", " ", str(item)).strip()
         match = _TASK.match(task)
-        if match and not _PLACEHOLDER.search(task) and task not in tasks:
+        copied = any(task.startswith(example[:40]) for example in TASKS_EXAMPLE)
+        if match and not copied and not _PLACEHOLDER.search(task) and task not in tasks:
             tasks.append(f"{match['title'].strip()}: {match['what'].strip()}")
     if len(tasks) < need:
         return None, f"tasks: {len(tasks)} usable, {need} needed"
