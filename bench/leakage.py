@@ -48,7 +48,6 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from research.evaluate.private_items import KINDS, PrivateItem, leaks, private_items  # noqa: E402
 from cloud_service.settings import CloudSettings  # noqa: E402
 from cloud_service.testing import shared_default_engine, start_cloud_server  # noqa: E402
 from edge_agent.app import EdgeServices, build_services, create_app  # noqa: E402
@@ -61,6 +60,7 @@ from edge_agent.prompts import PUBLIC_SYSTEM, task_title  # noqa: E402
 from edge_agent.settings import EdgeSettings  # noqa: E402
 from edge_agent.store import derive_user_id  # noqa: E402
 from edge_agent.store.cogenesis_format import import_file  # noqa: E402
+from research.evaluate.private_items import KINDS, PrivateItem, leaks, private_items  # noqa: E402
 from tests.servers import running_server  # noqa: E402
 
 DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "cogenesis_context_aware_dev.json"
