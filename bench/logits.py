@@ -13,7 +13,7 @@ Prints a table and writes JSON (bench/results/logits.json). The cloud runs as a 
 server: by default a separate process (`python -m cloud_service serve` on a free port),
 like a remote machine; `--cloud inproc` uses cloud_service.testing in this process.
 
-    .venv/bin/python bench/logits.py [DATASET] [--tasks 20] [--max-tokens 128]
+    .venv/bin/python -m bench.logits [DATASET] [--tasks 20] [--max-tokens 128]
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,21 +31,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import httpx
+from tqdm import tqdm
 
-import httpx  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from bench import DEFAULT_DATASET, RESULTS, ROOT
+from cogenesis.servers import free_port
+from edge_agent.collab.logits import CloudLink, LogitsLoop, LogitsOptions, PublicPrompt
+from edge_agent.collab.private import PrivatePrompt
+from edge_agent.collab.schedule import Schedule
+from edge_agent.outbound import CloudClient, CloudUsage
+from edge_agent.slm import SmallModel
+from research.dataset import load_tasks, task_prompts
+from shared_protocol.defaults import default_gguf_path
 
-from edge_agent.collab.logits import LogitsOptions, run_logits  # noqa: E402
-from edge_agent.collab.nll import dataset_prompts, load_dataset  # noqa: E402
-from edge_agent.collab.schedule import Schedule  # noqa: E402
-from edge_agent.outbound import CloudClient, CloudUsage  # noqa: E402
-from edge_agent.slm import SmallModel  # noqa: E402
-from shared_protocol.defaults import default_gguf_path  # noqa: E402
-
-DEFAULT_DATASET = ROOT / ".." / "shared" / "data" / "cogenesis_context_aware_dev.json"
-DEFAULT_OUT = ROOT / "bench" / "results" / "logits.json"
+DEFAULT_OUT = RESULTS / "logits.json"
 PAPER_SCHEDULE = Schedule(5, 10, 3)
 TARGETS = {"uplink_bytes_per_token": 64, "round_trips_per_token": 0.25, "speed_vs_local": 0.7}
 
@@ -109,12 +107,6 @@ class MemoryLedger:
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def cloud_server(mode: str, threads: int | None) -> Iterator[str]:
     if mode == "inproc":
@@ -127,8 +119,8 @@ def cloud_server(mode: str, threads: int | None) -> Iterator[str]:
         finally:
             server.stop()
         return
-    port = _free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    port = free_port()
+    env = dict(os.environ)
     env.pop("COGENESIS_CLOUD_TOKEN", None)
     if threads:
         env["COGENESIS_CLOUD_N_THREADS"] = str(threads)
@@ -164,17 +156,17 @@ def cloud_server(mode: str, threads: int | None) -> Iterator[str]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    records = load_dataset(args.dataset, args.tasks)
+    tasks = load_tasks(args.dataset, args.tasks)
     slm = SmallModel(default_gguf_path(), n_ctx=4096, n_threads=args.edge_threads)
-    build = dataset_prompts(slm)
+    build = task_prompts(slm)
     totals = {c.name: Totals() for c in CONFIGS}
     with cloud_server(args.cloud, args.cloud_threads) as url:
         client = CloudClient(url, token=None, ledger=MemoryLedger(), timeout_s=60)
         info = client.info()
         if info.tokenizer_fingerprint != slm.tokenizer_fingerprint:
             raise SystemExit("the cloud's tokenizer differs from the small model's")
-        for index, record in enumerate(tqdm(records, desc="logits bench", unit="task")):
-            private, public = build(record)
+        for index, task in enumerate(tqdm(tasks, desc="logits bench", unit="task")):
+            private, public = build(task)
             slm.start(private)  # prefill once; every run below reuses it
             outputs: dict[str, list[int]] = {}
             speeds: dict[str, float] = {}
@@ -191,15 +183,14 @@ def run(args: argparse.Namespace) -> dict:
                     draft_min_prob=config.min_prob,
                     lookahead=not args.no_lookahead,
                 )
-                result = run_logits(
+                link = CloudLink(client, f"bench-{index}", usage)
+                result = LogitsLoop(
                     slm,
-                    private,
-                    public,
-                    client if config.schedule is not None else None,
+                    PrivatePrompt.uncached(private),
+                    PublicPrompt.of_tokens(public),
                     options,
-                    f"bench-{index}",
-                    usage,
-                )
+                    cloud=link if config.schedule is not None else None,
+                ).run()
                 t = totals[config.name]
                 t.tokens += result.generated_tokens
                 t.calls += result.cloud_calls
@@ -219,7 +210,7 @@ def run(args: argparse.Namespace) -> dict:
             for name, reference in SAME_OUTPUT.items():
                 totals[name].compared += 1
                 totals[name].identical += outputs[name] == outputs[reference]
-    return summarize(args, totals, len(records))
+    return summarize(args, totals, len(tasks))
 
 
 def summarize(args: argparse.Namespace, totals: dict[str, Totals], n_tasks: int) -> dict:

@@ -18,7 +18,7 @@ from cloud_service.errors import CloudError, ValidationFailed
 from cloud_service.middleware import GuardMiddleware, RequestRecorder
 from cloud_service.openai_chat import router as openai_chat_router
 from cloud_service.sessions import SessionRegistry
-from cloud_service.settings import CloudSettings, is_loopback
+from cloud_service.settings import CloudSettings
 from cloud_service.sketch import (
     SKETCH_SYSTEM,
     outline_complete,
@@ -26,6 +26,7 @@ from cloud_service.sketch import (
     sketch_user_message,
 )
 from shared_protocol import limits
+from shared_protocol.hosts import is_loopback
 from shared_protocol.messages import (
     InfoResponse,
     SessionOpenRequest,

@@ -1,8 +1,10 @@
 """`cogenesis cloud serve`: run the cloud service with uvicorn.
 `cogenesis cloud convert-gguf`: make a GGUF loadable by the vllm engine.
 
-The token comes from the environment (COGENESIS_CLOUD_TOKEN) only, never from argv,
-where other users of the machine could read it.
+The flags of `serve` are derived from CloudSettings, as the edge's are from EdgeSettings
+(shared_protocol.settings_cli). The token comes from the environment
+(COGENESIS_CLOUD_TOKEN) only, never from argv, where other users of the machine could
+read it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from cloud_service.errors import EngineUnavailable
-from cloud_service.settings import CloudSettings, is_loopback
+from cloud_service.settings import CloudSettings
 from shared_protocol.defaults import DefaultModelMissing
+from shared_protocol.hosts import is_loopback
+from shared_protocol.settings_cli import SettingsError, add_settings_flags, load_settings
 
 EXIT_USAGE = 2
+# Every setting is a flag but the token: argv is visible to other users of the machine.
+SERVE_SETTINGS = [name for name in CloudSettings.model_fields if name != "token"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,13 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
-        "serve", help="serve the /v1 API", description="Token: env COGENESIS_CLOUD_TOKEN."
+        "serve",
+        help="serve the /v1 API",
+        description="Flags override COGENESIS_CLOUD_* variables, which override defaults. "
+        "The token comes from env COGENESIS_CLOUD_TOKEN only.",
     )
-    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8600)")
-    serve.add_argument("--model", type=Path, help="GGUF file (default: embedded SmolLM2)")
-    serve.add_argument("--engine", choices=["llamacpp", "vllm"], help="default llamacpp")
-    serve.add_argument("--n-ctx", type=int, help="context window (default 4096)")
+    add_settings_flags(serve, CloudSettings, SERVE_SETTINGS, aliases={"model_path": ["--model"]})
     serve.add_argument("--log-level", default="info", help="uvicorn log level")
     convert = commands.add_parser(
         "convert-gguf",
@@ -58,21 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    overrides = {
-        name: value
-        for name, value in {
-            "host": args.host,
-            "port": args.port,
-            "model_path": args.model,
-            "engine": args.engine,
-            "n_ctx": args.n_ctx,
-        }.items()
-        if value is not None
-    }
     try:
-        settings = CloudSettings(**overrides)
-    except ValidationError as exc:
-        return _fail(f"invalid settings:\n{exc}")
+        settings = load_settings(CloudSettings, args)
+    except SettingsError as exc:
+        return _fail(str(exc))
     if not settings.auth_enabled and not is_loopback(settings.host):
         return _fail(
             f"refusing to listen on {settings.host} without a token: set "

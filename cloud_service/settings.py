@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -82,13 +81,3 @@ class CloudSettings(BaseSettings):
     @property
     def auth_enabled(self) -> bool:
         return self.token is not None
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses; anything else may be reachable."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -23,7 +23,6 @@ import itertools
 import logging
 import os
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -31,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloud_service.engines.base import ChatMessages, ChatResult, Engine, TopKRow
+from cloud_service.engines.base import ChatMessages, Engine, StopHint, TopKRow, chat_messages
 from cloud_service.engines.streaming import ChatStream, SamplingOptions
 from cloud_service.errors import ContextOverflow, EngineUnavailable
+from llama_runtime.control_text import ControlTextFilter
 from shared_protocol import limits
 
 log = logging.getLogger("cloud_service.vllm")
@@ -108,7 +108,7 @@ class VllmEngine(Engine):
         self.model_id = path.name or str(model)
         self.vocab_size = len(self._tokenizer)
         self.n_ctx = n_ctx
-        self._control_text = _control_text_pattern(self._tokenizer)
+        self._control_text = _control_text_filter(self._tokenizer)
         self._piece_list: list[bytes] | None = None  # token bytes, for chat streams
         self._special_ids = frozenset(getattr(self._tokenizer, "all_special_ids", []))
         self._driver = _Driver(self._llm.llm_engine)
@@ -135,40 +135,24 @@ class VllmEngine(Engine):
                 yield bytes(byte_of[c] for c in text)
 
     def chat_prompt_tokens(self, system: str | None, user: str) -> list[int]:
-        messages = [{"role": "system", "content": system}] if system else []
-        return self.chat_messages_tokens([*messages, {"role": "user", "content": user}])
+        return self.chat_messages_tokens(chat_messages(system, user))
 
     def chat_messages_tokens(self, messages: ChatMessages) -> list[int]:
         """Same ids as the llama.cpp engine: control-token text is dropped from the
         content (a literal "<|im_end|>" must not end a turn), the template is rendered
         to text and tokenized with special tokens parsed, no BOS added on top."""
-        plain = [{"role": m["role"], "content": self._plain(m["content"])} for m in messages]
+        messages = self._control_text.clean(list(messages))
         with self._tokenizer_lock:
             text = self._tokenizer.apply_chat_template(
-                plain, add_generation_prompt=True, tokenize=False
+                messages, add_generation_prompt=True, tokenize=False
             )
             return list(self._tokenizer.encode(text, add_special_tokens=False))
 
-    def _plain(self, content: str) -> str:
-        return self._control_text.sub("", content) if self._control_text else content
-
     # -- generation ---------------------------------------------------------------------
 
-    def chat(
-        self,
-        system: str | None,
-        user: str,
-        max_tokens: int,
-        temperature: float = 0.0,
-        *,
-        stop: Callable[[str], bool] | None = None,
-    ) -> ChatResult:
-        prompt = self.chat_prompt_tokens(system, user)
-        budget = min(max_tokens, self.n_ctx - len(prompt))
-        if budget < 1:
-            raise ContextOverflow(
-                f"the prompt has {len(prompt)} tokens; the context holds {self.n_ctx}"
-            )
+    def _generate(
+        self, prompt: list[int], budget: int, temperature: float, stop: StopHint | None
+    ) -> tuple[str, int]:
         kind = self._vllm.sampling_params.RequestOutputKind
         params = self._vllm.SamplingParams(
             max_tokens=budget,
@@ -179,17 +163,11 @@ class VllmEngine(Engine):
         )
         out = self._driver.run(prompt, params, stop=_line_end_check(stop) if stop else None)
         completion = out.outputs[0]
-        return ChatResult(completion.text, len(prompt), len(completion.token_ids))
+        return completion.text, len(completion.token_ids)
 
-    def stream_chat(self, messages: ChatMessages, options: SamplingOptions) -> ChatStream:
+    def _stream(self, prompt: list[int], budget: int, options: SamplingOptions) -> ChatStream:
         """One vLLM request; the stop strings are cut by ChatStream as on llama.cpp
         (vLLM also stops at them, so no tokens are wasted past one)."""
-        prompt = self.chat_messages_tokens(messages)
-        budget = min(options.max_tokens, self.n_ctx - len(prompt))
-        if budget < 1:
-            raise ContextOverflow(
-                f"the prompt has {len(prompt)} tokens; the context holds {self.n_ctx}"
-            )
         params = self._vllm.SamplingParams(
             max_tokens=budget,
             temperature=options.temperature,
@@ -360,7 +338,7 @@ class _Driver:
         self._engine.abort_request([request_id])
 
 
-def _line_end_check(stop: Callable[[str], bool]) -> Callable[[Any], bool]:
+def _line_end_check(stop: StopHint) -> Callable[[Any], bool]:
     """Ask ``stop`` only when the text gained a line end, like the llama.cpp engine."""
     seen = 0
 
@@ -379,13 +357,10 @@ def _top(logprobs: Mapping[int, Any], k: int) -> TopKRow:
     return TopKRow(tuple(int(t) for t, _ in best), tuple(float(v.logprob) for _, v in best))
 
 
-def _control_text_pattern(tokenizer: Any) -> re.Pattern[str] | None:
-    """Texts of special added tokens (llama.cpp's control tokens), as the llama.cpp
-    engine matches them: one alternation, longest first."""
+def _control_text_filter(tokenizer: Any) -> ControlTextFilter:
+    """Texts of special added tokens: what llama.cpp calls control tokens."""
     decoder = getattr(tokenizer, "added_tokens_decoder", {})
-    texts = {t.content for t in decoder.values() if getattr(t, "special", False)}
-    texts = sorted((t for t in texts if len(t) > 1), key=len, reverse=True)
-    return re.compile("|".join(map(re.escape, texts))) if texts else None
+    return ControlTextFilter(t.content for t in decoder.values() if getattr(t, "special", False))
 
 
 def _bytes_to_unicode() -> dict[int, str]:

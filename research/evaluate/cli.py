@@ -128,11 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     modes = parse_modes(args.modes, args.allow_context_to_cloud)
     records = load_records(args.dataset, args.tasks)
 
-    from edge_agent.app import build_services
-    from edge_agent.gateway import VocabularyMismatch
-    from edge_agent.outbound import CloudError
     from edge_agent.settings import EdgeSettings
-    from edge_agent.slm import ModelLoadError
     from research.evaluate.harness import (
         EvalConfig,
         EvalError,
@@ -144,14 +140,13 @@ def _run(args: argparse.Namespace) -> int:
     from research.evaluate.report import write_report
     from research.judge import Judge
     from research.llm import ChatLlm, LlmError, api_key_from_env
-    from shared_protocol.defaults import DefaultModelMissing
+    from research.services import SetupError, open_services
 
     started = time.perf_counter()
     overrides = {"cloud_url": args.cloud_url, "model_path": args.model}
     settings = EdgeSettings(
         db_url=f"sqlite:///{args.out.resolve() / 'edge.db'}",
         max_tokens=args.max_tokens,
-        workers=1,
         # A judge or another run may keep a small cloud busy: wait rather than degrade.
         cloud_timeout_s=900,
         **{k: v for k, v in overrides.items() if v is not None},
@@ -168,20 +163,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         check_out_dir(args.out, identity)
         judge_key = _judge_key(args, settings, api_key_from_env)
-    except (EvalError, LlmError) as exc:
+        services = open_services(settings)  # the cloud answers and shares our vocabulary
+    except (EvalError, LlmError, SetupError) as exc:
         raise UsageError(str(exc)) from exc
-    try:
-        services = build_services(settings)
-    except (ModelLoadError, DefaultModelMissing) as exc:
-        raise UsageError(str(exc)) from exc
-    try:
-        info = services.cloud.info()
-        if "cogenesis-logits" in modes:
-            services.gateway.check_vocabulary(info.model_id, info.tokenizer_fingerprint)
-    except CloudError as exc:
-        raise UsageError(f"the cloud at {settings.cloud_url} is not reachable: {exc}") from exc
-    except VocabularyMismatch as exc:
-        raise UsageError(str(exc)) from exc
+    info = services.cloud_info
     runner = ModeRunner(
         services,
         cloud_url=settings.cloud_url,

@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from edge_agent.gateway import MODES as EDGE_MODES
-from edge_agent.gateway import CompletionJob
+from edge_agent.job import MODES as EDGE_MODES
+from edge_agent.openai_types import ChatCompletionRequest
 from edge_agent.prompts import PUBLIC_SYSTEM, private_messages
 from edge_agent.store.ledger import MAX_PAGE
 from research.evaluate.leakage import ledger_payloads, measure_leakage, readable_text
@@ -90,7 +90,16 @@ class ModeRunner:
         newest, _ = ledger.query(user_id=user_id, limit=1)
         watermark = newest[0].id if newest else 0
         pieces: list[str] = []
-        job = CompletionJob(mode=mode, ctx=ctx, task=task, max_tokens=self.max_tokens, seed=0)
+        # The request an app would send, turned into a job by the edge's own code.
+        request = ChatCompletionRequest(
+            model=mode,
+            messages=[{"role": "user", "content": task}],
+            user=user_id,
+            max_tokens=self.max_tokens,
+            temperature=0,
+            seed=0,
+        )
+        job = request.to_job(ctx, task, self.services.settings)
         report = self.services.gateway.execute(job, pieces.append)
         rows, _ = ledger.query(user_id=user_id, limit=MAX_PAGE)
         sent = ledger_payloads([r for r in rows if r.id > watermark])
@@ -99,15 +108,15 @@ class ModeRunner:
         return Answer(
             text="".join(pieces),
             cost={
-                "cloud_calls": report.get("cloud_calls", 0),
-                "bytes_up": report.get("bytes_up", 0),
-                "bytes_down": report.get("bytes_down", 0),
-                "seconds": report.get("total_s", 0.0),
-                "completion_tokens": report.get("completion_tokens", 0),
+                "cloud_calls": report.cloud_calls,
+                "bytes_up": report.bytes_up,
+                "bytes_down": report.bytes_down,
+                "seconds": report.total_s,
+                "completion_tokens": report.completion_tokens,
             },
             leakage=measure_leakage(record, readable),
-            sketch_points=report.get("sketch_points"),
-            degraded=bool(report.get("degraded")),
+            sketch_points=report.sketch_points,
+            degraded=report.degraded,
         )
 
     def _cloud(self, messages: list[dict[str, str]], record: dict) -> Answer:

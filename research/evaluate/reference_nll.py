@@ -1,6 +1,6 @@
 """Teacher-forced NLL per token of a task's reference answer, under what each mode sees.
 
-The extraction is `eval nll`'s (edge_agent.collab.nll): the small model reads the private
+The extraction is `eval nll`'s (research.teacher_forcing): the small model reads the private
 prompt, a cloud session the public prompt (the task's title), and the reference is
 scored token by token. Per mode:
 
@@ -23,15 +23,11 @@ from typing import Any
 import numpy as np
 
 from edge_agent.collab.fusion import side_logprobs
-from edge_agent.collab.nll import (
-    FIXED_RULES,
-    cloud_positions,
-    dataset_prompts,
-    extract_task,
-    reference_tokens,
-)
 from edge_agent.collab.private import build_private_prompt, start_private
 from edge_agent.outbound import CloudClient, CloudUsage
+from research.dataset import task_of, task_prompts
+from research.rules import FIXED_RULE_NAMES
+from research.teacher_forcing import cloud_positions, extract_task, reference_tokens
 
 
 class DiscardLedger:
@@ -60,12 +56,15 @@ def task_nll(
 ) -> dict[str, float]:
     """Mean NLL per reference token, per mode in ``modes``."""
     settings = services.settings
-    rule = settings.fusion if settings.fusion in FIXED_RULES else "mean"
+    rule = settings.fusion if settings.fusion in FIXED_RULE_NAMES else "mean"
+    task = task_of(0, record)
+    if task is None or not task.reference:
+        raise ValueError("the task has no reference answer")
     out: dict[str, float] = {}
     with services.pool.acquire() as slm:
-        private, public = dataset_prompts(slm)(record)
+        private, public = task_prompts(slm)(task)
         room = slm.n_ctx - len(private) - 1
-        targets = reference_tokens(slm, record, min(max_tokens, room))
+        targets = reference_tokens(slm, task.reference, min(max_tokens, room))
         if len(targets) < 2:
             raise ValueError("the reference is empty or the private prompt fills the context")
         facts = extract_task(

@@ -4,7 +4,6 @@ split when /work/shared has it, else a tiny dataset written here."""
 
 from __future__ import annotations
 
-import ast
 import copy
 import json
 import math
@@ -142,16 +141,3 @@ def test_a_malformed_dataset_is_refused_before_anything_runs(
     bad.write_text(json.dumps([{"tid": "x", "conversations": []}]))
     assert eval_run(_argv(research_cloud, bad, tmp_path / "out")) == 2
     assert "profile" in capsys.readouterr().err
-
-
-def test_research_never_imports_the_cloud_service() -> None:
-    offenders = []
-    for path in (ROOT / "research").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "cloud_service"]
-    assert offenders == []

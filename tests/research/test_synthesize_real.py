@@ -9,6 +9,7 @@ twice and ends the same.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -100,11 +101,11 @@ def test_a_work_dir_of_other_settings_is_refused(
 def test_an_unreachable_llm_is_a_clear_error(
     cloud_token, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from tests.servers import free_port
-
-    argv = _argv(
-        type("C", (), {"url": f"http://127.0.0.1:{free_port()}", "model": "m"}), tmp_path / "x.json"
-    )
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    nowhere = type("Nowhere", (), {"url": f"http://127.0.0.1:{port}", "model": "m"})
+    argv = _argv(nowhere, tmp_path / "x.json")
     assert synthesize(argv + ["--attempts", "1"]) == 2
     err = capsys.readouterr().err
     assert "127.0.0.1" in err and "Traceback" not in err
