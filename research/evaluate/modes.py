@@ -131,7 +131,10 @@ class ModeRunner:
             ensure_ascii=False,  # the bytes a client sends, names readable as written
         ).encode("utf-8")
         started = time.perf_counter()
-        response = self._http.post("/v1/chat/completions", content=body)
+        try:
+            response = self._http.post("/v1/chat/completions", content=body)
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"the cloud's chat route did not answer: {exc}") from exc
         seconds = time.perf_counter() - started
         if response.status_code != 200:
             raise RuntimeError(f"the cloud answered {response.status_code}: {response.text[:200]}")
