@@ -19,8 +19,8 @@ from typing import Any
 from tqdm import tqdm
 
 from edge_agent.outbound import CloudError
-from edge_agent.store.cogenesis_format import import_items, parse_item
-from edge_agent.store.repository import user_id_for
+from edge_agent.store.cogenesis_format import import_items
+from research.dataset import task_of
 from research.evaluate.modes import ModeRunner
 from research.evaluate.reference_nll import evaluation_client, task_nll
 from research.jsonl import JsonlTable
@@ -80,7 +80,7 @@ def dataset_digest(records: Sequence[dict]) -> str:
 def import_users(services: Any, records: list[dict]) -> list[str]:
     """Store the records' people in the edge's store; their user id per record."""
     import_items(records, services.store.profiles)
-    return [user_id_for(parse_item(i, r).profile) for i, r in enumerate(records)]
+    return [task_of(i, r).context.user_id for i, r in enumerate(records)]
 
 
 def run_eval(

@@ -13,6 +13,7 @@ from typing import Any
 
 from research.evaluate.harness import EvalData, answer_key, rating_key
 from research.evaluate.stats import Estimate, mean_ci
+from research.files import write_text_atomic
 from research.judge import RUBRIC_TITLES, RUBRICS
 
 # The paper's rows, for the reader: the closest mode of this gateway to each.
@@ -72,7 +73,8 @@ def markdown(table: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         f"Dataset `{meta['dataset']}`, {meta['tasks']} task(s); answers of at most "
         f"{meta['max_tokens']} tokens; judge `{meta['judge_model']}` at {meta['judge_url']}; "
         f"cloud `{meta['cloud_model']}`; reference NLL on the first {meta['nll_tokens']} "
-        f"tokens; wall time {meta['wall_s']:.0f} s.",
+        f"tokens; this invocation took {meta['wall_s']:.0f} s (a resumed run counts only "
+        "its own part).",
         "",
         "Judge scores are 1-10 means with 95% bootstrap intervals; a rating the judge did "
         "not give is counted as missing, not as a score. Leakage: the mean fraction of a "
@@ -137,7 +139,7 @@ def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
 def write_report(data: EvalData, modes: tuple[str, ...], out: Path, meta: dict) -> dict:
     table = summarize(data, modes)
     meta = {**meta, "errors": data.errors}
-    (out / "report.md").write_text(markdown(table, meta), encoding="utf-8")
+    write_text_atomic(out / "report.md", markdown(table, meta))
     tasks = []
     for record in data.records:
         tid = record["tid"]
@@ -156,6 +158,6 @@ def write_report(data: EvalData, modes: tuple[str, ...], out: Path, meta: dict) 
             }
         tasks.append({"tid": tid, "modes": per_mode})
     body = {"meta": meta, "table": table, "tasks": tasks}
-    (out / "report.json").write_text(json.dumps(body, indent=1, ensure_ascii=False))
+    write_text_atomic(out / "report.json", json.dumps(body, indent=1, ensure_ascii=False))
     plot(table, out / "scores.png")
     return table

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edge_agent.store import DatasetFormatError, open_store
 from edge_agent.store.cogenesis_format import import_items
+from research.files import write_text_atomic
 from research.synthesize.pipeline import Steps
 from research.synthesize.schemas import profile_text
 
@@ -113,9 +114,6 @@ def write_dataset(dataset: Dataset, out: str | Path, seed: int) -> dict[str, Pat
     contents = {"all": dataset.items}
     for name in SPLITS:
         contents[name] = [item for key in parts[name] for item in dataset.users[key]]
-    out.parent.mkdir(parents=True, exist_ok=True)
     for name, path in paths.items():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(contents[name], indent=1, ensure_ascii=False), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(contents[name], indent=1, ensure_ascii=False))
     return paths
