@@ -20,13 +20,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from cloud_service.engines import Engine
 from cloud_service.engines.streaming import ChatStream, SamplingOptions
-from cloud_service.errors import CloudError
+from cloud_service.errors import CloudError, error_responses
 
 log = logging.getLogger("cloud_service.openai_chat")
 
@@ -124,40 +125,67 @@ class OpenAIError(Exception):
         )
 
 
+class _OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
+class OpenAIErrorBody(BaseModel):
+    """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    error: _OpenAIErrorDetail
+
+
+_OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": OpenAIErrorBody, "description": "a parameter is wrong or unsupported (`param`)"},
+    404: {"model": OpenAIErrorBody, "description": "the model is not the one served here"},
+}
+
+
 def error_body(message: str, code: str, param: str | None = None) -> dict[str, Any]:
     kind = "invalid_request_error" if code != "internal_error" else "server_error"
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def router(engine: Engine) -> APIRouter:
-    """The routes, bound to one engine. Plain ``def``: FastAPI runs them in its threadpool."""
+    """The routes, bound to one engine; the engine runs in the threadpool, never on the
+    event loop."""
     routes = APIRouter()
 
-    @routes.get("/v1/models")
+    @routes.get("/v1/models", responses=error_responses(401))
     def list_models() -> dict[str, Any]:
         return {
             "object": "list",
             "data": [{"id": engine.model_id, "object": "model", "owned_by": "cogenesis"}],
         }
 
-    @routes.post("/v1/chat/completions")
-    def chat_completions(payload: Any = Body(...)) -> Response:  # noqa: B008 - FastAPI idiom
+    # 401 and 413 come from the guard middleware, in the cloud's own error shape.
+    @routes.post("/v1/chat/completions", responses={**error_responses(401, 413), **_OPENAI_ERRORS})
+    async def chat_completions(request: Request) -> Response:
+        # The body is read here, not by FastAPI, so that bad JSON too gets OpenAI's error.
         try:
-            request = _parse(payload, engine)
-            stream = engine.stream_chat(
-                request.messages_for_template(), request.sampling(engine.n_ctx)
+            payload = json.loads(await request.body())
+        except ValueError:
+            return OpenAIError(400, "the body is not valid JSON", "bad_json").response()
+        try:
+            parsed = _parse(payload, engine)
+            stream = await run_in_threadpool(
+                engine.stream_chat, parsed.messages_for_template(), parsed.sampling(engine.n_ctx)
             )
         except OpenAIError as exc:
             return exc.response()
         except CloudError as exc:  # e.g. the prompt does not fit the context
             return OpenAIError(400, exc.message, exc.code, "messages").response()
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        if request.stream:
-            usage = request.stream_options is not None and request.stream_options.include_usage
+        if parsed.stream:
+            usage = parsed.stream_options is not None and parsed.stream_options.include_usage
+            # A sync iterator: Starlette pulls it from a worker thread, token by token.
             return StreamingResponse(
                 _events(stream, cid, engine.model_id, usage), media_type="text/event-stream"
             )
-        text = stream.text()
+        text = await run_in_threadpool(stream.text)
         return JSONResponse(_completion(cid, engine.model_id, text, stream))
 
     return routes

@@ -148,6 +148,7 @@ def test_bad_json_and_a_prompt_beyond_the_context_are_client_errors(cloud: Cloud
         "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
     )
     assert response.status_code == 400 and response.json()["error"]["code"] == "bad_json"
+    assert response.json()["error"]["type"] == "invalid_request_error"
     long = [{"role": "user", "content": "sea " * 5000}]
     response = cloud.client.post(
         "/v1/chat/completions", json={"model": cloud.engine.model_id, "messages": long}
