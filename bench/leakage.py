@@ -12,7 +12,7 @@ guard, the outbound client and the ledger are the production path. Configuration
 
 Per configuration:
 - leakage: the fraction of each user's private items (name parts, location parts,
-  private-information items by their distinctive content words; bench/private_items.py)
+  private-information items by their distinctive content words; research/evaluate/private_items.py)
   found in what the cloud could read of the request: the bodies it received plus the
   text decoded from the token ids each session was sent (in order, so a name split
   across calls counts). Averaged over requests; also by kind, and a looser "partial"
@@ -46,7 +46,6 @@ from tqdm import tqdm
 
 from bench import DEFAULT_DATASET, RESULTS
 from bench.harness import both_ends, load_tasks, record_user_id
-from bench.private_items import KINDS, PrivateItem, leaks, private_items
 from cloud_service.settings import CloudSettings
 from cloud_service.testing import shared_default_engine, start_cloud_server
 from edge_agent.app import EdgeServices
@@ -55,6 +54,7 @@ from edge_agent.collab.prefix_view import make_view
 from edge_agent.collab.private import build_private_prompt, start_private
 from edge_agent.outbound import CloudClient, CloudUsage
 from edge_agent.prompts import PUBLIC_SYSTEM, task_title
+from research.evaluate.private_items import KINDS, PrivateItem, leaks, private_items
 from research.teacher_forcing import cloud_positions, reference_tokens
 
 TOKEN = "bench-token-" + "x" * 12

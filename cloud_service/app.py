@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cloud_service.engines import Engine, TopKRow, build_engine
 from cloud_service.errors import CloudError, ValidationFailed, error_responses
 from cloud_service.middleware import GuardMiddleware, RequestRecorder
+from cloud_service.openai_chat import router as openai_chat_router
 from cloud_service.sessions import SessionRegistry
 from cloud_service.settings import CloudSettings
 from cloud_service.sketch import (
@@ -163,6 +164,8 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
     def close_session(session_id: str) -> Response:
         registry.close(session_id)
         return Response(status_code=204)
+
+    app.include_router(openai_chat_router(engine))
 
     return app
 

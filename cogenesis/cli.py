@@ -23,6 +23,8 @@ Commands:
   ledger ...            show and verify what left the device
   fusion train          train the learned fusion gate for logits mode
   eval nll FILE.json    teacher-forced NLL of references per mode and fusion rule
+  eval run FILE.json    every mode on a dataset, scored by an LLM judge (report.md/.json/.png)
+  data synthesize       build a CoGenesis-format dataset with any OpenAI-compatible LLM
   protocol schema       print the wire protocol's JSON schema
 
 Run `cogenesis COMMAND --help` for a command's options."""
@@ -34,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     command, rest = args[0], args[1:]
+    if args[:2] == ["data", "synthesize"]:
+        from research.synthesize.cli import main as synthesize_main
+
+        return synthesize_main(args[2:])
+    if args[:2] == ["eval", "run"]:
+        from research.evaluate.cli import main as eval_run_main
+
+        return eval_run_main(args[2:])
     if command == "cloud":
         from cloud_service.cli import main as cloud_main
 

@@ -45,16 +45,19 @@ def load_tasks(path: str | Path, max_tasks: int | None = None) -> list[DatasetTa
     naming the item and field, as `cogenesis profiles import` does.
     """
     source = str(path)
-    tasks: list[DatasetTask] = []
-    for index, item in enumerate(read_items(path)):
-        parsed = parse_item(index, item, source)
-        main = next((t for t in parsed.tasks if t.kind == "main"), None)
-        if main is not None:
-            tid = main.source_tid or str(index)
-            tasks.append(
-                DatasetTask(tid, context_of(parsed.profile), main.instruction, main.reference)
-            )
-    return tasks[:max_tasks] if max_tasks else tasks
+    tasks = [task_of(index, item, source) for index, item in enumerate(read_items(path))]
+    found = [task for task in tasks if task is not None]
+    return found[:max_tasks] if max_tasks else found
+
+
+def task_of(index: int, item: object, source: str = "<items>") -> DatasetTask | None:
+    """One dataset item as a task (None if it has none); DatasetFormatError if malformed."""
+    parsed = parse_item(index, item, source)
+    main = next((t for t in parsed.tasks if t.kind == "main"), None)
+    if main is None:
+        return None
+    tid = main.source_tid or str(index)
+    return DatasetTask(tid, context_of(parsed.profile), main.instruction, main.reference)
 
 
 def context_of(profile: ProfileIn) -> UserContext:

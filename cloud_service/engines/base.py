@@ -3,7 +3,8 @@
 Sessions and routes talk to engines through five calls: ``chat_prompt_tokens``, ``chat``,
 ``score``, ``release`` and the read-only facts (model id, vocabulary, fingerprint). An
 engine implements ``chat`` as ``_generate``: the prompt and the token budget are worked
-out here, once for every engine.
+out here, once for every engine. The OpenAI-compatible route calls ``stream_chat``, which
+an engine implements as ``chat_messages_tokens`` and ``_stream``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from cloud_service.engines.streaming import ChatStream, SamplingOptions
 from cloud_service.errors import ContextOverflow
 from shared_protocol.fingerprint import tokenizer_fingerprint
+
+ChatMessages = Sequence[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content"}]
 
 # ``stop(text_so_far)``: a hint checked at line ends; True ends generation early.
 StopHint = Callable[[str], bool]
@@ -89,6 +93,22 @@ class Engine(ABC):
         budget = self._chat_budget(len(prompt), max_tokens)
         text, completion_tokens = self._generate(prompt, budget, temperature, stop)
         return ChatResult(text, len(prompt), completion_tokens)
+
+    def stream_chat(self, messages: ChatMessages, options: SamplingOptions) -> ChatStream:
+        """A whole conversation through the chat template, generated as a text stream.
+
+        Raises ContextOverflow when the prompt leaves no room for one token.
+        """
+        prompt = self.chat_messages_tokens(messages)
+        return self._stream(prompt, self._chat_budget(len(prompt), options.max_tokens), options)
+
+    def chat_messages_tokens(self, messages: ChatMessages) -> list[int]:
+        """The chat template over a conversation, with the generation prompt."""
+        raise NotImplementedError(f"the {self.name} engine does not serve chat completions")
+
+    def _stream(self, prompt: list[int], budget: int, options: SamplingOptions) -> ChatStream:
+        """The reply to ``prompt`` as a lazy stream (at most ``budget`` tokens)."""
+        raise NotImplementedError(f"the {self.name} engine does not serve chat completions")
 
     def _chat_budget(self, prompt_tokens: int, max_tokens: int) -> int:
         """How many tokens the reply may have: max_tokens, or what the context has left."""

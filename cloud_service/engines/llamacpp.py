@@ -12,6 +12,7 @@ that reuses its KV cache returns exactly what a fresh evaluation of its tokens r
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud_service.engines.base import Engine, StopHint, TopKRow, chat_messages, top_k_logprobs
+from cloud_service.engines.base import (
+    ChatMessages,
+    Engine,
+    StopHint,
+    TopKRow,
+    chat_messages,
+    top_k_logprobs,
+)
+from cloud_service.engines.streaming import ChatStream, SamplingOptions, sample_token
 from cloud_service.errors import ContextOverflow, EngineUnavailable
 from llama_runtime.chat_template import ChatTemplate
 from llama_runtime.context import LiveContext
@@ -62,6 +71,7 @@ class LlamaCppEngine(Engine):
         self._lock = threading.RLock()
         self._live_key: str | None = None
         self._saved: OrderedDict[str, _SavedState] = OrderedDict()
+        self._streams: set[str] = set()  # keys of chat streams being generated
         self.max_saved_states = max_saved_states
         self._template = ChatTemplate.of_model(self._llm)
         self._eog = end_of_generation_ids(self._llm)
@@ -72,7 +82,10 @@ class LlamaCppEngine(Engine):
         return token_pieces(self._llm)
 
     def chat_prompt_tokens(self, system: str | None, user: str) -> list[int]:
-        text = self._template.render(chat_messages(system, user))
+        return self.chat_messages_tokens(chat_messages(system, user))
+
+    def chat_messages_tokens(self, messages: ChatMessages) -> list[int]:
+        text = self._template.render(list(messages))
         return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     # -- generation ---------------------------------------------------------------------
@@ -100,6 +113,43 @@ class LlamaCppEngine(Engine):
             ):
                 break
         return self._text(out), len(out)
+
+    def _stream(self, prompt: list[int], budget: int, options: SamplingOptions) -> ChatStream:
+        return ChatStream(
+            prompt_tokens=len(prompt),
+            tokens=self._sampled(prompt, budget, options),
+            token_bytes=lambda token: self._llm.detokenize([token]),
+            budget=budget,
+            stop=options.stop,
+        )
+
+    def _sampled(self, prompt: list[int], budget: int, options: SamplingOptions) -> Iterator[int]:
+        """Sampled ids until end-of-generation or the budget; lazy, so a client that
+        goes away stops the decode at its next token."""
+        rng = np.random.default_rng(options.seed)
+        # One stream at a time runs on the chat key, whose KV state then serves the
+        # next request's shared prefix. Streams that overlap get keys of their own: two
+        # streams taking turns on one key would re-decode each other's prompt at every
+        # token, while with their own keys a turn swaps saved KV states.
+        with self._lock:
+            key = CHAT_KEY if CHAT_KEY not in self._streams else f"{CHAT_KEY}-{uuid.uuid4().hex}"
+            self._streams.add(key)
+        out: list[int] = []
+        try:
+            while len(out) < budget:
+                with self._lock:  # per token, as in _generate: sessions interleave
+                    self._activate(key)
+                    (logits,) = self._forward([*prompt, *out], 1)
+                token = sample_token(logits, options.temperature, options.top_p, rng)
+                if token in self._eog:
+                    return
+                out.append(token)
+                yield token
+        finally:
+            with self._lock:
+                self._streams.discard(key)
+                if key != CHAT_KEY:
+                    self.release(key)
 
     def _text(self, tokens: list[int]) -> str:
         return self._llm.detokenize(tokens).decode("utf-8", errors="replace")

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloud_service.engines.base import Engine, StopHint, TopKRow, chat_messages
+from cloud_service.engines.base import ChatMessages, Engine, StopHint, TopKRow, chat_messages
+from cloud_service.engines.streaming import ChatStream, SamplingOptions
 from cloud_service.errors import ContextOverflow, EngineUnavailable
 from llama_runtime.control_text import ControlTextFilter
 from shared_protocol import limits
@@ -108,6 +109,8 @@ class VllmEngine(Engine):
         self.vocab_size = len(self._tokenizer)
         self.n_ctx = n_ctx
         self._control_text = _control_text_filter(self._tokenizer)
+        self._piece_list: list[bytes] | None = None  # token bytes, for chat streams
+        self._special_ids = frozenset(getattr(self._tokenizer, "all_special_ids", []))
         self._driver = _Driver(self._llm.llm_engine)
         # The first prompt-log-probs request pays a one-off ~2 s setup: pay it now.
         self.score("\x00warmup", self.chat_prompt_tokens(None, "warm up"), 2, 1)
@@ -132,10 +135,13 @@ class VllmEngine(Engine):
                 yield bytes(byte_of[c] for c in text)
 
     def chat_prompt_tokens(self, system: str | None, user: str) -> list[int]:
+        return self.chat_messages_tokens(chat_messages(system, user))
+
+    def chat_messages_tokens(self, messages: ChatMessages) -> list[int]:
         """Same ids as the llama.cpp engine: control-token text is dropped from the
         content (a literal "<|im_end|>" must not end a turn), the template is rendered
         to text and tokenized with special tokens parsed, no BOS added on top."""
-        messages = self._control_text.clean(chat_messages(system, user))
+        messages = self._control_text.clean(list(messages))
         with self._tokenizer_lock:
             text = self._tokenizer.apply_chat_template(
                 messages, add_generation_prompt=True, tokenize=False
@@ -158,6 +164,34 @@ class VllmEngine(Engine):
         out = self._driver.run(prompt, params, stop=_line_end_check(stop) if stop else None)
         completion = out.outputs[0]
         return completion.text, len(completion.token_ids)
+
+    def _stream(self, prompt: list[int], budget: int, options: SamplingOptions) -> ChatStream:
+        """One vLLM request; the stop strings are cut by ChatStream as on llama.cpp
+        (vLLM also stops at them, so no tokens are wasted past one)."""
+        params = self._vllm.SamplingParams(
+            max_tokens=budget,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            seed=options.seed,
+            stop=list(options.stop) or None,
+            include_stop_str_in_output=True,
+        )
+        completion = self._driver.run(prompt, params).outputs[0]
+        pieces = self._pieces()
+        return ChatStream(
+            prompt_tokens=len(prompt),
+            # vLLM keeps the end-of-turn id in token_ids; it is not text.
+            tokens=[t for t in completion.token_ids if t not in self._special_ids],
+            token_bytes=pieces.__getitem__,
+            budget=budget,
+            stop=options.stop,
+        )
+
+    def _pieces(self) -> list[bytes]:
+        with self._fingerprint_lock:
+            if self._piece_list is None:
+                self._piece_list = list(self.token_pieces())
+            return self._piece_list
 
     # -- scoring ------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Which of a user's private items a text gives away: the metric of bench/leakage.py.
+"""Which of a user's private items a text gives away: the leakage metric of `eval run`
+and bench/leakage.py.
 
 The private items of a CoGenesis record, and when an item counts as leaked:
 
