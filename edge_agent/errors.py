@@ -4,6 +4,8 @@
     ├── BadDataset            400 bad_dataset          (an import body, nothing imported)
     ├── UserRequired          400 user_required        (no `user` in a chat completion)
     ├── NoTask                400 no_task              (no last user message)
+    ├── ContextLengthExceeded 400 context_length_exceeded (the request's own text and
+    │                                                    max_tokens exceed the context)
     ├── ModelNotFound         404 model_not_found      (`model` names no mode)
     ├── UnknownUser           404 user_not_found
     └── VocabularyConflict    409 vocabulary_mismatch  (logits mode, other cloud tokenizer)
@@ -43,6 +45,10 @@ class UserRequired(ApiError):
 
 class NoTask(ApiError):
     status, code = 400, "no_task"
+
+
+class ContextLengthExceeded(ApiError):
+    status, code = 400, "context_length_exceeded"
 
 
 class ModelNotFound(ApiError):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from edge_agent.gateway import Gateway, VocabularyMismatch
 from edge_agent.guard.protocol import Guard
@@ -24,6 +25,7 @@ class EdgeServices:
     guard: Guard
     gateway: Gateway
     cloud_info: InfoResponse | None = None
+    started_at: float = field(default_factory=time.time)  # the models' `created`
 
     def invalidate_prefix(self, user_id: str) -> None:
         """Free the user's cached KV prefixes (new data already misses them by key)."""

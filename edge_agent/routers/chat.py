@@ -1,18 +1,27 @@
-"""OpenAI's chat completions (plain and streamed) and the model list (one model per mode)."""
+"""OpenAI's chat completions (plain and streamed) and the model list (one model per mode).
+
+A client that goes away stops its answer within a token: a stream notices it through
+sse-starlette's disconnect listener, a plain request through a watcher on the ASGI
+receive channel; either sets the job's cancel event, which frees the small-model worker
+and closes a logits session.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse
 
 from edge_agent.dependencies import Services
 from edge_agent.errors import (
+    ContextLengthExceeded,
     ModelNotFound,
     NoTask,
     UnknownUser,
@@ -21,43 +30,92 @@ from edge_agent.errors import (
     openai_error,
 )
 from edge_agent.gateway import Gateway, VocabularyMismatch
-from edge_agent.job import MODES, CompletionJob
+from edge_agent.job import MODES, CompletionJob, Mode
 from edge_agent.openai_types import (
     ChatCompletionRequest,
     chat_chunk,
     chat_completion,
     completion_id,
+    usage_of,
 )
+from edge_agent.prompt_budget import PromptTooLong
 from edge_agent.report import CompletionReport
 from edge_agent.services import EdgeServices
 from edge_agent.store import UserNotFound
 
 router = APIRouter()
 
+DESCRIPTIONS: dict[str, str] = {
+    "local": "The small model on this device alone; nothing leaves the device.",
+    "cogenesis-sketch": "The cloud outlines the guarded task title; the small model writes "
+    "the answer on the device with your private context.",
+    "cogenesis-logits": "The small model and the cloud choose every token together; the "
+    "cloud sees the guarded task title and the answer with private details redacted.",
+}
+
+
+def _models(svc: EdgeServices) -> list[dict[str, Any]]:
+    created = int(svc.started_at)
+    models = [
+        {
+            "id": mode,
+            "object": "model",
+            "created": created,
+            "owned_by": "cogenesis",
+            "description": DESCRIPTIONS[mode],
+        }
+        for mode in MODES
+    ]
+    for alias, mode in svc.settings.aliases().items():
+        models.append(
+            {
+                "id": alias,
+                "object": "model",
+                "created": created,
+                "owned_by": "cogenesis",
+                "description": f"An alias of {mode}. {DESCRIPTIONS[mode]}",
+            }
+        )
+    return models
+
 
 @router.get("/v1/models")
-def list_models() -> dict:
-    return {
-        "object": "list",
-        "data": [{"id": m, "object": "model", "owned_by": "cogenesis"} for m in MODES],
-    }
+def list_models(svc: Services) -> dict:
+    return {"object": "list", "data": _models(svc)}
+
+
+@router.get("/v1/models/{model_id}")
+def get_model(model_id: str, svc: Services) -> dict:
+    for model in _models(svc):
+        if model["id"] == model_id:
+            return model
+    raise ModelNotFound(f"unknown model {model_id!r}", param="model")
 
 
 @router.post("/v1/chat/completions")
-def chat_completions(body: ChatCompletionRequest, svc: Services) -> Response:
-    job = _job_from_request(svc, body)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, svc: Services
+) -> Response:
+    job = await anyio.to_thread.run_sync(_job_from_request, svc, body)
     cid = completion_id()
+    cancel = threading.Event()
     if body.stream:
-        return StreamingResponse(
-            _stream(svc.gateway, job, cid, body.model), media_type="text/event-stream"
+        return EventSourceResponse(
+            _events(svc.gateway, job, cid, job.mode, body.include_usage(), cancel),
+            sep="\n",
+            client_close_handler_callable=lambda _message: _set(cancel),
         )
     pieces: list[str] = []
-    report = svc.gateway.execute(job, pieces.append)
-    return JSONResponse(chat_completion(cid, body.model, "".join(pieces), report))
+    async with anyio.create_task_group() as watchers:
+        watchers.start_soon(_cancel_on_disconnect, request, cancel)
+        report = await anyio.to_thread.run_sync(svc.gateway.execute, job, pieces.append, cancel)
+        watchers.cancel_scope.cancel()
+    return JSONResponse(chat_completion(cid, job.mode, "".join(pieces), report))
 
 
 def _job_from_request(svc: EdgeServices, body: ChatCompletionRequest) -> CompletionJob:
-    if body.model not in MODES:
+    mode = svc.settings.aliases().get(body.model, body.model)
+    if mode not in MODES:
         raise ModelNotFound(
             f"unknown model {body.model!r}; choose one of {', '.join(MODES)}", param="model"
         )
@@ -67,10 +125,14 @@ def _job_from_request(svc: EdgeServices, body: ChatCompletionRequest) -> Complet
         ctx = svc.store.profiles.load_context(body.user)
     except UserNotFound as exc:
         raise UnknownUser(f"unknown user {body.user!r}", param="user") from exc
-    task = body.task()
-    if task is None:
+    conversation = body.conversation()
+    if conversation is None:
         raise NoTask("the last user message holds the task; none given")
-    job = body.to_job(ctx, task, svc.settings)
+    job = body.to_job(ctx, conversation, svc.settings, mode=mode)  # type: ignore[arg-type]
+    try:
+        svc.gateway.check_fits(job)
+    except PromptTooLong as exc:
+        raise ContextLengthExceeded(str(exc), param="messages") from exc
     if job.mode == "cogenesis-logits":
         try:
             svc.check_cloud_vocabulary()
@@ -79,32 +141,73 @@ def _job_from_request(svc: EdgeServices, body: ChatCompletionRequest) -> Complet
     return job
 
 
+async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
+    """Set ``cancel`` when the client hangs up (the body is read: only that comes now)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            cancel.set()
+            return
+
+
+async def _set(cancel: threading.Event) -> None:
+    cancel.set()
+
+
 _DONE = object()
 
 
-def _stream(gateway: Gateway, job: CompletionJob, cid: str, model: str) -> Iterator[str]:
-    """Run the job in a worker thread and relay its text as server-sent events."""
-    events: queue.Queue[Any] = queue.Queue()
+async def _events(
+    gateway: Gateway,
+    job: CompletionJob,
+    cid: str,
+    model: Mode,
+    include_usage: bool,
+    cancel: threading.Event,
+) -> AsyncIterator[str]:
+    """Run the job in a worker thread and relay its text as server-sent events.
+
+    With ``include_usage`` every chunk has ``"usage": null`` and a last chunk, with no
+    choices, has the usage of the whole request (OpenAI's ``stream_options``).
+    """
+    loop = asyncio.get_running_loop()
+    items: asyncio.Queue[Any] = asyncio.Queue()
+
+    def put(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(items.put_nowait, item)
+        except RuntimeError:  # the server's loop is gone: nobody is listening
+            cancel.set()
 
     def work() -> None:
         try:
-            events.put(gateway.execute(job, lambda piece: events.put(piece)))
+            put(gateway.execute(job, put, cancel))
         except Exception as exc:  # reported in-band: the HTTP status is already sent
-            events.put(exc)
+            put(exc)
         finally:
-            events.put(_DONE)
+            put(_DONE)
+
+    def event(chunk: dict[str, Any]) -> str:
+        if include_usage:
+            chunk["usage"] = None
+        return json.dumps(chunk)
 
     threading.Thread(target=work, daemon=True, name="edge-stream").start()
-    yield _sse(chat_chunk(cid, model, {"role": "assistant", "content": ""}))
-    while (item := events.get()) is not _DONE:
-        if isinstance(item, str):
-            yield _sse(chat_chunk(cid, model, {"content": item}))
-        elif isinstance(item, CompletionReport):
-            yield _sse(chat_chunk(cid, model, {}, item))
-        else:
-            yield _sse(openai_error(str(item), "server_error", "generation_failed"))
-    yield "data: [DONE]\n\n"
-
-
-def _sse(payload: dict) -> str:
-    return f"data: {json.dumps(payload)}\n\n"
+    try:
+        yield event(chat_chunk(cid, model, {"role": "assistant", "content": ""}))
+        while (item := await items.get()) is not _DONE:
+            if isinstance(item, str):
+                if item:
+                    yield event(chat_chunk(cid, model, {"content": item}))
+            elif isinstance(item, CompletionReport):
+                yield event(chat_chunk(cid, model, {}, item))
+                if include_usage:
+                    usage = chat_chunk(cid, model, {}, None)
+                    usage["choices"] = []
+                    usage["usage"] = usage_of(item)
+                    yield json.dumps(usage)
+            else:
+                yield json.dumps(openai_error(str(item), "server_error", "generation_failed"))
+        yield "[DONE]"
+    finally:
+        cancel.set()  # the client went away (or the stream ended): stop generating
