@@ -75,6 +75,7 @@ class BudgetReport(BaseModel):
     turns_used: int
     turns_dropped: int  # the oldest earlier turns
     writings_used: int
+    writings_chosen: list[int]  # their places in the user's history, most relevant first
     writings_available: int
     writings_clipped: int
     fields_clipped: list[str]  # labels of profile fields cut short
@@ -108,6 +109,7 @@ def assemble(
     fields: list[str] = []
     turns: Messages = []
     writings: list[str] = []
+    chosen: list[int] = []
 
     def messages() -> Messages:
         return [
@@ -164,6 +166,7 @@ def assemble(
         if cost > room:
             continue  # a shorter writing further down may still fit
         writings.append(block)
+        chosen.append(index)
         writings_clipped += len(text) > limits.writing_chars
         room -= cost
 
@@ -172,7 +175,11 @@ def assemble(
     text = model.render_chat(final)
     tokens = model.tokenize(text)
     while len(tokens) > budget and (writings or turns):
-        (writings if writings else turns).pop()
+        if writings:
+            writings.pop()
+            chosen.pop()
+        else:
+            turns.pop(0)  # the oldest turn goes first
         final = messages()
         text = model.render_chat(final)
         tokens = model.tokenize(text)
@@ -186,6 +193,7 @@ def assemble(
             turns_used=len(turns),
             turns_dropped=len(earlier) - len(turns),
             writings_used=len(writings),
+            writings_chosen=chosen,
             writings_available=len(history),
             writings_clipped=writings_clipped,
             fields_clipped=clipped,
