@@ -36,6 +36,7 @@ _WORD_RE = re.compile(r"[^\W_]+")
 _SEGMENT_RE = re.compile(r"[.,;:!?()\[\]{}\"“”\n|/]")
 _BREAK = "\x00"  # stands between segments in a stem list
 _NEAR, _GAP = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)  # pair mixers
+TASK_WEIGHT = 1.0  # of the task's BM25 score against the profile's (HistoryIndex.rank)
 _stemmer = Stemmer.Stemmer("english")
 _stem_lock = threading.Lock()  # a PyStemmer object is not safe across threads
 
@@ -109,10 +110,17 @@ class HistoryIndex:
         self._bm25 = BM25Index([term_ids(stem(f"{title}\n{text}")) for title, text in history])
 
     def rank(self, task: str, profile: str = "") -> list[int]:
-        """Indices of the writings, most relevant first; ties keep the stored order."""
-        scores = self._bm25.scores(term_ids(stems(task)))
+        """Indices of the writings, most relevant first; ties keep the stored order.
+
+        The task's and the profile's scores add up: the profile tells the user's own
+        writings from anyone's, the task says which of them fits. (Weighting the task
+        higher costs recall on the dev set: 0.85 -> 0.77 at twice.) The profile's
+        numbers (an age, a year) are left out of its query: they match by accident.
+        """
+        scores = TASK_WEIGHT * self._bm25.scores(term_ids(stems(task)))
         if profile:
-            scores = scores + self._bm25.scores(term_ids(stems(profile)))
+            words = [s for s in stems(profile) if not s.isdigit()]
+            scores = scores + self._bm25.scores(term_ids(words))
         return np.argsort(-scores, kind="stable").tolist()
 
 

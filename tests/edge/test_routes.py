@@ -7,6 +7,7 @@ import httpx
 EDGE_API = {
     ("get", "/healthz"),
     ("get", "/v1/models"),
+    ("get", "/v1/models/{model_id}"),
     ("post", "/v1/chat/completions"),
     ("post", "/v1/profiles"),
     ("get", "/v1/profiles"),
