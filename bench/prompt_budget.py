@@ -63,7 +63,7 @@ def main() -> int:
     results = {
         "recall": recall_at_4(users, random.Random(args.seed)),
         "selection": selection_times(model, users, args.queries, random.Random(args.seed)),
-        "nll": nll_relevance_vs_first(model, users[: args.nll_tasks], random.Random(args.seed)),
+        "nll": nll_relevance_vs_first(model, users, args.nll_tasks, random.Random(args.seed)),
     }
     print_table(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -135,11 +135,14 @@ def selection_times(
 
 
 def nll_relevance_vs_first(
-    model: SmallModel, users: list[tuple[DatasetTask, list[str]]], rng: random.Random
+    model: SmallModel,
+    users: list[tuple[DatasetTask, list[str]]],
+    n_tasks: int,
+    rng: random.Random,
 ) -> dict:
     every = [(i, w) for i, (task, _) in enumerate(users) for w in writings_of(task)]
     per_task = []
-    for i, (task, _) in enumerate(tqdm(users, desc="nll", unit="task")):
+    for i, (task, _) in enumerate(tqdm(users[:n_tasks], desc="nll", unit="task")):
         if not task.reference:
             continue
         own = writings_of(task)
