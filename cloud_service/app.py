@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_service.engines import Engine, TopKRow, build_engine
-from cloud_service.errors import CloudError, ValidationFailed
+from cloud_service.errors import CloudError, ValidationFailed, error_responses
 from cloud_service.middleware import GuardMiddleware, RequestRecorder
 from cloud_service.sessions import SessionRegistry
 from cloud_service.settings import CloudSettings
@@ -71,7 +71,7 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
         version=limits.PROTOCOL_VERSION,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",  # public, like /healthz: it holds no secret
         redirect_slashes=False,  # exact paths only: a redirect is not an API answer
     )
     app.state.settings = settings
@@ -85,16 +85,19 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
         recorder=recorder,
     )
     _add_error_handlers(app)
+    _document_bearer_auth(app, enabled=settings.token_value() is not None)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/info", response_model=InfoResponse)
+    @app.get("/v1/info", response_model=InfoResponse, responses=error_responses(401))
     def get_info() -> InfoResponse:
         return info
 
-    @app.post("/v1/sketch", response_model=SketchResponse)
+    @app.post(
+        "/v1/sketch", response_model=SketchResponse, responses=error_responses(400, 401, 413, 422)
+    )
     def sketch(request: SketchRequest) -> SketchResponse:
         reply = engine.chat(
             SKETCH_SYSTEM,
@@ -115,7 +118,12 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
             completion_tokens=reply.completion_tokens,
         )
 
-    @app.post("/v1/sessions", response_model=SessionOpenResponse, status_code=201)
+    @app.post(
+        "/v1/sessions",
+        response_model=SessionOpenResponse,
+        status_code=201,
+        responses=error_responses(400, 401, 409, 413, 422, 429),
+    )
     def open_session(request: SessionOpenRequest) -> SessionOpenResponse:
         if request.prompt_token_ids is not None:
             tokens = list(request.prompt_token_ids)
@@ -131,7 +139,11 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
             next=_wire(opened.next),
         )
 
-    @app.post("/v1/sessions/{session_id}/step", response_model=SessionStepResponse)
+    @app.post(
+        "/v1/sessions/{session_id}/step",
+        response_model=SessionStepResponse,
+        responses=error_responses(400, 401, 404, 409, 413, 422),
+    )
     def step_session(session_id: str, request: SessionStepRequest) -> SessionStepResponse:
         result = registry.step(
             session_id,
@@ -145,12 +157,38 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
             session_tokens=result.session_tokens,
         )
 
-    @app.delete("/v1/sessions/{session_id}", status_code=204)
+    @app.delete(
+        "/v1/sessions/{session_id}", status_code=204, responses=error_responses(401, 404, 422)
+    )
     def close_session(session_id: str) -> Response:
         registry.close(session_id)
         return Response(status_code=204)
 
     return app
+
+
+def _document_bearer_auth(app: FastAPI, enabled: bool) -> None:
+    """The token check is middleware, which FastAPI cannot see: say so in the spec."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = build()
+            if enabled:
+                schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+                schemes["CloudToken"] = {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "COGENESIS_CLOUD_TOKEN",
+                }
+                for path, operations in spec["paths"].items():
+                    if path.startswith("/v1/"):
+                        for operation in operations.values():
+                            operation["security"] = [{"CloudToken": []}]
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _wire(row: TopKRow) -> TopK:

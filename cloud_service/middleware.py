@@ -15,7 +15,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+# The spec is public: the protocol is open source, and tools can read it without a token.
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
 # An oversized body is still read (and dropped) up to this size before the 413: closing
 # a socket with unread data makes the kernel reset it, and the client would see a reset
 # instead of the 413. Anything larger is not worth reading.

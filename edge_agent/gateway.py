@@ -34,6 +34,8 @@ from edge_agent.slm import SmallModel, SmallModelPool
 from edge_agent.stop_text import StopText
 
 TextCallback = Callable[[str], None]
+# Room kept per outline point for the numbering and line breaks around its text.
+OUTLINE_TOKENS_PER_POINT = 8
 
 
 def make_picker(temperature: float, top_p: float, seed: int | None) -> Callable[[Any], int]:
@@ -134,6 +136,7 @@ class Gateway:
         job: CompletionJob,
         outline: list[str] | None = None,
         report: CompletionReport | None = None,
+        reserve: int = 0,
     ) -> tuple[PrivatePrompt, BudgetReport]:
         """The job's private prompt within the small model's budget.
 
@@ -143,7 +146,7 @@ class Gateway:
         ranked = self.histories.get(job.ctx.cache_key, job.ctx.history).rank(
             job.task, job.ctx.profile_text()
         )
-        budget = slm.n_ctx - job.max_tokens - 1  # generation needs one position free
+        budget = slm.n_ctx - job.max_tokens - 1 - reserve  # generating needs one position
 
         def build(points: list[str] | None):
             return assemble(
@@ -167,8 +170,12 @@ class Gateway:
         return cached_prefix(slm, job.ctx, built), built.report
 
     def check_fits(self, job: CompletionJob) -> None:
-        """Raise ``PromptTooLong`` now, before any answer starts, if the job cannot fit."""
-        self.private_prompt(self.pool.primary, job)
+        """Raise ``PromptTooLong`` now, before anything leaves, if the job cannot fit
+        (in sketch mode with room for the outline that joins the prompt later)."""
+        reserve = 0
+        if job.mode == "cogenesis-sketch":
+            reserve = self.settings.sketch_max_tokens + OUTLINE_TOKENS_PER_POINT * job.sketch_points
+        self.private_prompt(self.pool.primary, job, reserve=reserve)
 
     def run_local(
         self,

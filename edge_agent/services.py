@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from edge_agent.gates import GateLibrary
 from edge_agent.gateway import Gateway, VocabularyMismatch
 from edge_agent.guard.protocol import Guard
 from edge_agent.outbound import CloudClient, CloudError
 from edge_agent.prefix_cache import PrefixCache
 from edge_agent.settings import EdgeSettings
 from edge_agent.slm import SmallModel, SmallModelPool
-from edge_agent.store import Store, open_store
+from edge_agent.store import Store, data_dir, open_store
 from shared_protocol import InfoResponse
 from shared_protocol.defaults import default_gguf_path
 
@@ -24,6 +25,7 @@ class EdgeServices:
     cloud: CloudClient
     guard: Guard
     gateway: Gateway
+    gates: GateLibrary
     cloud_info: InfoResponse | None = None
     started_at: float = field(default_factory=time.time)  # the models' `created`
 
@@ -84,4 +86,5 @@ def build_services(
         retries=settings.cloud_retries,
     )
     gateway = Gateway(settings, pool, cloud, guard)
-    return EdgeServices(settings, store, pool, cloud, guard, gateway)
+    gates = GateLibrary(settings.gates_dir or (lambda: data_dir() / "gates"))
+    return EdgeServices(settings, store, pool, cloud, guard, gateway, gates)

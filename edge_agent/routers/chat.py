@@ -4,6 +4,10 @@ A client that goes away stops its answer within a token: a stream notices it thr
 sse-starlette's disconnect listener, a plain request through a watcher on the ASGI
 receive channel; either sets the job's cancel event, which frees the small-model worker
 and closes a logits session.
+
+A user key chats as its user (a `user` field, if given, must name that user); an admin
+key as the `user` it names. Everything that can be refused is refused before the job
+runs, so a refused request has sent nothing to the cloud and ledgered nothing.
 """
 
 from __future__ import annotations
@@ -19,16 +23,23 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
 
+from edge_agent.auth import Caller, Principal
+from edge_agent.collab.gate import Gate, GateFileError
 from edge_agent.dependencies import Services
 from edge_agent.errors import (
-    ContextLengthExceeded,
+    ContextTooLong,
+    GateNotAvailable,
+    GateUnusable,
     ModelNotFound,
     NoTask,
     UnknownUser,
     UserRequired,
     VocabularyConflict,
+    error_responses,
+    log_unexpected,
     openai_error,
 )
+from edge_agent.gates import GateNotFound
 from edge_agent.gateway import Gateway, VocabularyMismatch
 from edge_agent.job import MODES, CompletionJob, Mode
 from edge_agent.openai_types import (
@@ -79,24 +90,24 @@ def _models(svc: EdgeServices) -> list[dict[str, Any]]:
     return models
 
 
-@router.get("/v1/models")
-def list_models(svc: Services) -> dict:
+@router.get("/v1/models", responses=error_responses(400, 401))
+def list_models(svc: Services, _: Caller) -> dict:
     return {"object": "list", "data": _models(svc)}
 
 
-@router.get("/v1/models/{model_id}")
-def get_model(model_id: str, svc: Services) -> dict:
+@router.get("/v1/models/{model_id}", responses=error_responses(400, 401, 404))
+def get_model(model_id: str, svc: Services, _: Caller) -> dict:
     for model in _models(svc):
         if model["id"] == model_id:
             return model
     raise ModelNotFound(f"unknown model {model_id!r}", param="model")
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", responses=error_responses(400, 401, 403, 404, 409, 413, 415))
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, svc: Services
+    body: ChatCompletionRequest, request: Request, svc: Services, caller: Caller
 ) -> Response:
-    job = await anyio.to_thread.run_sync(_job_from_request, svc, body)
+    job = await anyio.to_thread.run_sync(_job_from_request, svc, body, caller)
     cid = completion_id()
     cancel = threading.Event()
     if body.stream:
@@ -113,32 +124,51 @@ async def chat_completions(
     return JSONResponse(chat_completion(cid, job.mode, "".join(pieces), report))
 
 
-def _job_from_request(svc: EdgeServices, body: ChatCompletionRequest) -> CompletionJob:
+def _job_from_request(
+    svc: EdgeServices, body: ChatCompletionRequest, caller: Principal
+) -> CompletionJob:
     mode = svc.settings.aliases().get(body.model, body.model)
     if mode not in MODES:
         raise ModelNotFound(
             f"unknown model {body.model!r}; choose one of {', '.join(MODES)}", param="model"
         )
-    if not body.user:
+    user = caller.chat_user(body.user)
+    if not user:
         raise UserRequired("the `user` field must name a stored profile", param="user")
     try:
-        ctx = svc.store.profiles.load_context(body.user)
+        ctx = svc.store.profiles.load_context(user)
     except UserNotFound as exc:
-        raise UnknownUser(f"unknown user {body.user!r}", param="user") from exc
+        raise UnknownUser(f"unknown user {user!r}", param="user") from exc
     conversation = body.conversation()
     if conversation is None:
         raise NoTask("the last user message holds the task; none given")
-    job = body.to_job(ctx, conversation, svc.settings, mode=mode)  # type: ignore[arg-type]
+    gate = _gate_for(svc, body, mode)  # type: ignore[arg-type]
+    job = body.to_job(ctx, conversation, svc.settings, mode=mode, gate=gate)  # type: ignore[arg-type]
     try:
         svc.gateway.check_fits(job)
     except PromptTooLong as exc:
-        raise ContextLengthExceeded(str(exc), param="messages") from exc
+        raise ContextTooLong(str(exc), param="messages") from exc
     if job.mode == "cogenesis-logits":
         try:
             svc.check_cloud_vocabulary()
         except VocabularyMismatch as exc:
             raise VocabularyConflict(str(exc), param="model") from exc
     return job
+
+
+def _gate_for(svc: EdgeServices, body: ChatCompletionRequest, mode: Mode) -> Gate | None:
+    """The gate a logits request fuses with, loaded by name here, before any worker."""
+    options = body.cogenesis
+    fusion = (options and options.fusion) or svc.settings.fusion
+    if mode != "cogenesis-logits" or fusion != "gate":
+        return None
+    name = (options and options.gate) or svc.settings.gate
+    try:
+        return svc.gates.get(name)
+    except GateNotFound as exc:
+        raise GateNotAvailable(str(exc), param="cogenesis.gate") from exc
+    except GateFileError as exc:
+        raise GateUnusable(str(exc), param="cogenesis.gate") from exc
 
 
 async def _cancel_on_disconnect(request: Request, cancel: threading.Event) -> None:
@@ -183,6 +213,7 @@ async def _events(
         try:
             put(gateway.execute(job, put, cancel))
         except Exception as exc:  # reported in-band: the HTTP status is already sent
+            log_unexpected(exc, "a streamed completion")
             put(exc)
         finally:
             put(_DONE)
@@ -207,7 +238,9 @@ async def _events(
                     usage["usage"] = usage_of(item)
                     yield json.dumps(usage)
             else:
-                yield json.dumps(openai_error(str(item), "server_error", "generation_failed"))
+                # The exception's text may hold private context: the log has it, not the app.
+                message = "generation failed; see the edge's log"
+                yield json.dumps(openai_error(message, "server_error", "generation_failed"))
         yield "[DONE]"
     finally:
         cancel.set()  # the client went away (or the stream ended): stop generating
