@@ -20,13 +20,21 @@ PROFILE = {
 
 
 def make_profile(agent, **overrides) -> str:
-    reply = httpx.post(f"{agent.url}/v1/profiles", json={**PROFILE, **overrides}, timeout=60)
+    reply = httpx.post(
+        f"{agent.url}/v1/profiles",
+        json={**PROFILE, **overrides},
+        headers=agent.headers(),
+        timeout=60,
+    )
     assert reply.status_code == 201, reply.text
     return reply.json()["id"]
 
 
-def client_for(agent, **kwargs) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{agent.url}/v1", api_key="unused", max_retries=0, **kwargs)
+def client_for(agent, user: str | None = None, **kwargs) -> openai.OpenAI:
+    """The official client with the user's own key (the key names the user, so no
+    `user` field is needed), or the edge's admin key."""
+    key = agent.user_key(user) if user else agent.admin_key
+    return openai.OpenAI(base_url=f"{agent.url}/v1", api_key=key, max_retries=0, **kwargs)
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ PROJECT = "Operation Moonquill"
 
 
 def ledger_text(edge) -> str:
-    reply = httpx.get(f"{edge.url}/v1/ledger", params={"limit": 500}, timeout=30)
+    reply = httpx.get(
+        f"{edge.url}/v1/ledger", params={"limit": 500}, headers=edge.headers(), timeout=30
+    )
     return json.dumps(reply.json())
 
 

@@ -34,8 +34,8 @@ def a_stop_spanning_tokens(edge, text: str) -> str:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_stop_ends_the_answer_before_the_stop_text_plain_and_streamed(edge, user, mode) -> None:
-    client = client_for(edge)
-    body = {"model": mode, "user": user, "max_tokens": 24, "messages": MESSAGES}
+    client = client_for(edge, user)  # the user's key names the user: no `user` field
+    body = {"model": mode, "max_tokens": 24, "messages": MESSAGES}
     full = client.chat.completions.create(**body).choices[0].message.content
     stop = a_stop_spanning_tokens(edge, full)
     expected = full[: full.index(stop)]
