@@ -173,6 +173,7 @@ def test_a_plain_request_whose_client_goes_away_is_stopped(edge, user) -> None:
                     "max_tokens": 1500,
                     "messages": [{"role": "user", "content": LONG_TASK}],
                 },
+                headers=edge.headers(),
                 timeout=2.0,  # the client gives up after 2 s and closes the connection
             )
         except httpx.TimeoutException:
