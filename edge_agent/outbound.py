@@ -70,6 +70,7 @@ class Ledger(Protocol):
         bytes_down: int,
         duration_ms: float,
         error: str | None = None,
+        cloud_session: str | None = None,
     ) -> None: ...
 
 
@@ -264,6 +265,7 @@ class CloudClient:
                 bytes_down=len(response.content),
                 duration_ms=elapsed * 1000,
                 error=error,
+                cloud_session=_opened_session(method, path, response) if ok else None,
             )
             if ok:
                 return _parse(response, reply_type)
@@ -292,6 +294,17 @@ def _parse(response: httpx.Response, reply_type: type[Reply] | None) -> Reply | 
         return reply_type.model_validate_json(response.content)
     except ValidationError as exc:
         raise CloudRejected(f"cloud sent a malformed {reply_type.__name__}: {exc}") from exc
+
+
+def _opened_session(method: str, path: str, response: httpx.Response) -> str | None:
+    """The id of the session a POST /v1/sessions opened: the ledger keeps it, so a
+    session that a crash leaves open can be closed when the edge starts again."""
+    if (method, path) != ("POST", "/v1/sessions"):
+        return None
+    try:
+        return str(response.json()["session_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _error_message(response: httpx.Response) -> str:
