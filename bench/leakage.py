@@ -51,7 +51,9 @@ from cloud_service.testing import shared_default_engine, start_cloud_server
 from edge_agent.app import EdgeServices
 from edge_agent.collab.fusion import fused_logprob, make_rule
 from edge_agent.collab.prefix_view import make_view
-from edge_agent.collab.private import build_private_prompt, start_private
+from edge_agent.collab.private import start_private
+from edge_agent.conversation import Conversation
+from edge_agent.job import CompletionJob
 from edge_agent.outbound import CloudClient, CloudUsage
 from edge_agent.prompts import PUBLIC_SYSTEM, task_title
 from research.evaluate.private_items import KINDS, PrivateItem, leaks, private_items
@@ -321,7 +323,8 @@ class Evaluator:
         return out
 
     def _edge_rows(self, slm, ctx, task, outline, targets) -> np.ndarray:
-        prompt = build_private_prompt(slm, ctx, task, outline, self.services.gateway.limits)
+        job = CompletionJob("local", ctx, Conversation(task), max_tokens=len(targets) + 1)
+        prompt, _budget = self.services.gateway.private_prompt(slm, job, outline)
         with slm.lock:
             first = start_private(slm, prompt)
             rest = slm.append_all(targets[:-1], keep_last=None) if len(targets) > 1 else []

@@ -7,7 +7,7 @@ response's `cogenesis` object.
 
 from __future__ import annotations
 
-import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,18 +17,22 @@ from edge_agent.collab.logits_mode import BLOCKED_TITLE, run_logits_mode
 from edge_agent.collab.private import (
     PrivatePrompt,
     TextDecoder,
-    build_private_prompt,
+    cached_prefix,
     start_private,
 )
 from edge_agent.collab.sampling import SamplingParams, UniformStream, pick
 from edge_agent.collab.sketch import fetch_outline
 from edge_agent.guard.protocol import Guard
+from edge_agent.guard.request import RequestGuard
 from edge_agent.job import CompletionJob
 from edge_agent.outbound import CloudClient, CloudUsage
-from edge_agent.prompts import PromptLimits
+from edge_agent.prompt_budget import BudgetLimits, BudgetReport, PromptTooLong, assemble
+from edge_agent.prompts import task_title
 from edge_agent.report import CompletionReport, LogitsReport
+from edge_agent.retrieval import HistoryIndexes
 from edge_agent.settings import EdgeSettings
 from edge_agent.slm import SmallModel, SmallModelPool
+from edge_agent.stop_text import StopText
 
 TextCallback = Callable[[str], None]
 # Room kept per outline point for the numbering and line breaks around its text.
@@ -66,37 +70,32 @@ class Gateway:
         self.pool = pool
         self.cloud = cloud
         self.guard = guard
-        self.limits = PromptLimits(settings.history_items, settings.history_chars)
+        self.limits = BudgetLimits(
+            field_chars=settings.field_chars,
+            writing_chars=settings.history_chars,
+            writings=settings.history_items,
+        )
+        self.histories = HistoryIndexes()
 
-    def fit(self, job: CompletionJob, *, max_tokens_given: bool) -> CompletionJob:
-        """The job, checked to fit the small model's context before anything leaves.
-
-        Raises `PromptTooLong` when the private prompt (plus room for a sketch's outline)
-        leaves no room to answer, or when a `max_tokens` the request gave does not fit
-        (OpenAI answers that with a 400 too); a server default is shortened instead.
-        """
-        with self.pool.acquire() as slm:
-            prompt_tokens = len(
-                build_private_prompt(slm, job.ctx, job.task, None, self.limits).tokens
-            )
-            n_ctx = slm.n_ctx
-        reserved = 0
-        if job.mode == "cogenesis-sketch":  # the outline joins the prompt later
-            reserved = (
-                self.settings.sketch_max_tokens + OUTLINE_TOKENS_PER_POINT * job.sketch_points
-            )
-        room = n_ctx - prompt_tokens - reserved
-        if room < 1 or (max_tokens_given and job.max_tokens > room):
-            raise PromptTooLong(prompt_tokens + reserved, job.max_tokens, n_ctx)
-        if job.max_tokens <= room:
-            return job
-        logits = job.logits and dataclasses.replace(job.logits, max_tokens=room)
-        return dataclasses.replace(job, max_tokens=room, logits=logits)
-
-    def execute(self, job: CompletionJob, on_text: TextCallback) -> CompletionReport:
+    def execute(
+        self,
+        job: CompletionJob,
+        on_text: TextCallback,
+        cancel: threading.Event | None = None,
+    ) -> CompletionReport:
+        """Run one completion. ``cancel`` set (the client went away) ends it within a
+        token: the worker is freed and a logits session closed."""
         started = time.perf_counter()
+        cancel = cancel or threading.Event()
         usage = CloudUsage()
         report = CompletionReport(mode=job.mode, guard_policy=job.guard_policy)
+        guard = RequestGuard.of(self.guard, job.ctx, job.guard_policy, private_texts(job))
+        text = StopText(job.stop, on_text)
+
+        def emit(piece: str) -> bool:
+            """Pass text on; True when the answer must end here."""
+            return text.feed(piece) or cancel.is_set()
+
         outline: list[str] | None = None
         warm_s = 0.0
         if job.mode == "cogenesis-sketch":
@@ -106,34 +105,36 @@ class Gateway:
                 pending = outbound.submit(
                     fetch_outline,
                     self.cloud,
-                    self.guard,
-                    job.ctx,
+                    guard,
                     job.task,
-                    policy=job.guard_policy,
                     usage=usage,
                     max_points=job.sketch_points,
                     max_tokens=self.settings.sketch_max_tokens,
                 )
                 warm_s = self._warm_private_prefix(job) if self.overlap_sketch else 0.0
                 result = pending.result()
-            outline = result.points
+            outline = result.private_points
             report.sketch_points = result.points
             report.guard = result.guard
             if result.degraded:
                 report.degrade(result.reason)
-        with self.pool.acquire() as slm:
-            model_seconds = slm.timer.seconds
-            cached_before = slm.timer.cached_tokens
-            prompt = build_private_prompt(slm, job.ctx, job.task, outline, self.limits)
-            if job.mode == "cogenesis-logits":
-                produced = self._run_logits(slm, job, prompt, usage, on_text, report)
-            else:
-                produced = self.run_local(slm, job, prompt, on_text)
-            report.prompt_tokens = len(prompt.tokens)
-            report.completion_tokens = produced
-            report.prefix_cached_tokens = slm.timer.cached_tokens - cached_before
-            report.small_model_s = round(slm.timer.seconds - model_seconds + warm_s, 4)
-        report.finish_reason = "length" if produced >= job.max_tokens else "stop"
+        produced = 0
+        if not cancel.is_set():
+            with self.pool.acquire() as slm:
+                model_seconds = slm.timer.seconds
+                cached_before = slm.timer.cached_tokens
+                prompt, report.budget = self.private_prompt(slm, job, outline, report)
+                if job.mode == "cogenesis-logits":
+                    produced = self._run_logits(slm, job, prompt, guard, usage, emit, report)
+                else:
+                    produced = self.run_local(slm, job, prompt, emit)
+                report.prompt_tokens = len(prompt.tokens)
+                report.completion_tokens = produced
+                report.prefix_cached_tokens = slm.timer.cached_tokens - cached_before
+                report.small_model_s = round(slm.timer.seconds - model_seconds + warm_s, 4)
+        text.flush()
+        stopped = text.stopped or produced < job.max_tokens
+        report.finish_reason = "stop" if stopped else "length"
         report.cloud_calls = usage.calls
         report.bytes_up = usage.bytes_up
         report.bytes_down = usage.bytes_down
@@ -141,31 +142,81 @@ class Gateway:
         report.total_s = round(time.perf_counter() - started, 4)
         return report
 
+    def private_prompt(
+        self,
+        slm: SmallModel,
+        job: CompletionJob,
+        outline: list[str] | None = None,
+        report: CompletionReport | None = None,
+        reserve: int = 0,
+    ) -> tuple[PrivatePrompt, BudgetReport]:
+        """The job's private prompt within the small model's budget.
+
+        Raises ``PromptTooLong`` when the request's own text cannot fit; an outline that
+        does not fit is left out instead (the report says so).
+        """
+        ranked = self.histories.get(job.ctx.cache_key, job.ctx.history).rank(
+            job.task, job.ctx.profile_text()
+        )
+        budget = slm.n_ctx - job.max_tokens - 1 - reserve  # generating needs one position
+
+        def build(points: list[str] | None):
+            return assemble(
+                slm,
+                job.ctx,
+                job.conversation,
+                budget=budget,
+                ranked=ranked,
+                outline=points,
+                limits=self.limits,
+            )
+
+        try:
+            built = build(outline)
+        except PromptTooLong:
+            if not outline:
+                raise
+            built = build(None)
+            if report is not None:
+                report.degrade("the outline did not fit the small model's context; left out")
+        return cached_prefix(slm, job.ctx, built), built.report
+
+    def check_fits(self, job: CompletionJob) -> None:
+        """Raise ``PromptTooLong`` now, before anything leaves, if the job cannot fit
+        (in sketch mode with room for the outline that joins the prompt later)."""
+        reserve = 0
+        if job.mode == "cogenesis-sketch":
+            reserve = self.settings.sketch_max_tokens + OUTLINE_TOKENS_PER_POINT * job.sketch_points
+        self.private_prompt(self.pool.primary, job, reserve=reserve)
+
     def _warm_private_prefix(self, job: CompletionJob) -> float:
         """Prefill (or restore) the private prefix the fill will start from; the
         small model's seconds. The prefix does not depend on the outline."""
         with self.pool.acquire() as slm:
             seconds = slm.timer.seconds
-            prompt = build_private_prompt(slm, job.ctx, job.task, None, self.limits)
+            prompt, _budget = self.private_prompt(slm, job)
             if prompt.prefix_key is not None:
                 prefix = prompt.tokens[: prompt.prefix_len]
                 slm.start(prefix, prefix_key=prompt.prefix_key, prefix_len=len(prefix))
             return slm.timer.seconds - seconds
 
     def run_local(
-        self, slm: SmallModel, job: CompletionJob, prompt: PrivatePrompt, on_text: TextCallback
+        self,
+        slm: SmallModel,
+        job: CompletionJob,
+        prompt: PrivatePrompt,
+        emit: Callable[[str], bool],
     ) -> int:
+        """The small model alone; ``emit`` returning True ends the answer there."""
         pick = make_picker(job.temperature, job.top_p, job.seed)
         decoder = TextDecoder(slm)
         produced = 0
-        for token in slm.generate(start_private(slm, prompt), job.max_tokens, pick):
-            produced += 1
-            piece = decoder.feed(token)
-            if piece:
-                on_text(piece)
-        tail = decoder.flush()
-        if tail:
-            on_text(tail)
+        with slm.lock:
+            for token in slm.generate(start_private(slm, prompt), job.max_tokens, pick):
+                produced += 1
+                if emit(decoder.feed(token)):
+                    return produced
+        emit(decoder.flush())
         return produced
 
     def _run_logits(
@@ -173,17 +224,18 @@ class Gateway:
         slm: SmallModel,
         job: CompletionJob,
         prompt: PrivatePrompt,
+        guard: RequestGuard,
         usage: CloudUsage,
-        on_text: TextCallback,
+        emit: Callable[[str], bool],
         report: CompletionReport,
     ) -> int:
         outcome = run_logits_mode(
-            slm, job, prompt, guard=self.guard, cloud=self.cloud, usage=usage, on_text=on_text
+            slm, job, prompt, guard=guard, cloud=self.cloud, usage=usage, on_text=emit
         )
         report.guard = outcome.guard
         if outcome.result is None:
             report.degrade(BLOCKED_TITLE)
-            return self.run_local(slm, job, prompt, on_text)
+            return self.run_local(slm, job, prompt, emit)
         report.logits = LogitsReport.of(outcome.result)
         if outcome.result.degraded:
             report.degrade(outcome.result.degraded_reason)
@@ -205,13 +257,9 @@ class VocabularyMismatch(RuntimeError):
     pass
 
 
-class PromptTooLong(ValueError):
-    """The private prompt and the answer do not fit the small model's context."""
-
-    def __init__(self, prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
-        super().__init__(
-            f"the small model's context is {n_ctx} tokens, but the private prompt (the "
-            f"profile, writing samples and messages) takes {prompt_tokens} and the answer "
-            f"up to {max_tokens}; shorten the messages or lower max_tokens (nothing was sent)"
-        )
-        self.prompt_tokens, self.max_tokens, self.n_ctx = prompt_tokens, max_tokens, n_ctx
+def private_texts(job: CompletionJob) -> list[str]:
+    """What of the conversation must not leave: the system messages, the earlier turns,
+    and the task beyond its title (the title is what sketch and logits mode send)."""
+    task = job.task
+    body = task[len(task_title(task)) :].lstrip(": ")
+    return [*job.conversation.private_texts(), body]

@@ -1,4 +1,4 @@
-"""One completion to run: the mode, the user's context, the task, every option resolved.
+"""One completion to run: the mode, the user's context, the conversation, every option resolved.
 
 Built from a request by ``ChatCompletionRequest.to_job`` (request values over the
 server's defaults, in that one place); the gateway runs it.
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from edge_agent.collab.logits import LogitsOptions
+from edge_agent.conversation import Conversation
 from edge_agent.guard.result import Policy
 from edge_agent.store.context import UserContext
 
@@ -21,11 +22,12 @@ MODES: tuple[str, ...] = get_args(Mode)
 class CompletionJob:
     mode: Mode
     ctx: UserContext
-    task: str
+    conversation: Conversation  # its task is the last user message
     max_tokens: int
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    stop: tuple[str, ...] = ()  # OpenAI's stop sequences (at most 4)
     guard_policy: Policy = "redact"
     sketch_points: int = 6  # outline points asked of the cloud (sketch mode)
     logits: LogitsOptions | None = None  # the loop's options (logits mode), sampling as above
@@ -35,3 +37,7 @@ class CompletionJob:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.mode == "cogenesis-logits" and self.logits is None:
             raise ValueError("a logits-mode job needs its loop options")
+
+    @property
+    def task(self) -> str:
+        return self.conversation.task

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edge_agent import limits as edge_limits
 from edge_agent.collab.fusion import FusionRuleName
 from edge_agent.collab.gate import Gate
 from edge_agent.collab.logits import LogitsOptions
 from edge_agent.collab.schedule import Schedule
+from edge_agent.conversation import Conversation
 from edge_agent.gates import GATE_NAME
 from edge_agent.guard.result import Policy
 from edge_agent.job import CompletionJob, Mode
@@ -27,12 +36,34 @@ from edge_agent.store.context import UserContext
 from shared_protocol import limits
 
 
+class TextPart(BaseModel):
+    """A text part of a message's content (OpenAI's array form of ``content``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text"]
+    text: str = Field(max_length=edge_limits.MAX_MESSAGE_CHARS)
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str = Field(max_length=edge_limits.MAX_MESSAGE_CHARS)
+    # "tool" messages answer tool calls, which the edge never makes (see `tools`).
+    role: Literal["system", "user", "assistant", "developer"]
+    content: str | list[TextPart] = Field(max_length=edge_limits.MAX_MESSAGE_CHARS)
     name: str | None = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: bool = False
 
 
 class ScheduleOptions(BaseModel):
@@ -109,40 +140,148 @@ class CogenesisOptions(BaseModel):
         )
 
 
+MAX_STOP_SEQUENCES = 4
+
+
+def _zero(value: Any) -> bool:
+    return value == 0
+
+
+def _falsy(value: Any) -> bool:
+    return not value
+
+
+def _no_tool(value: Any) -> bool:
+    return value == "none"
+
+
+# OpenAI's fields the edge cannot honour: (is this value neutral?, why it is refused).
+REFUSALS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "presence_penalty": (_zero, "the edge cannot apply penalties; only 0 is accepted"),
+    "frequency_penalty": (_zero, "the edge cannot apply penalties; only 0 is accepted"),
+    "logprobs": (_falsy, "the edge does not return log-probabilities"),
+    "top_logprobs": (_falsy, "the edge does not return log-probabilities"),
+    "logit_bias": (_falsy, "the edge cannot bias tokens"),
+    "response_format": (
+        lambda v: v.get("type") == "text",
+        "only {'type': 'text'} is supported",
+    ),
+    "tools": (_falsy, "the edge does not call tools"),
+    "tool_choice": (_no_tool, "the edge does not call tools"),
+    "functions": (_falsy, "the edge does not call functions"),
+    "function_call": (_no_tool, "the edge does not call functions"),
+    "store": (_falsy, "the edge keeps no completions for later; only false is accepted"),
+    "modalities": (lambda v: v == ["text"], "the edge answers in text only"),
+    "audio": (_falsy, "the edge answers in text only"),
+    "prediction": (_falsy, "predicted outputs are not supported"),
+    "web_search_options": (_falsy, "the edge does not search the web"),
+    "reasoning_effort": (_falsy, "the edge's models do not reason in steps"),
+    "service_tier": (lambda v: v in ("auto", "default"), "the edge has one service tier"),
+}
+
+
 class ChatCompletionRequest(BaseModel):
-    # Unknown fields are rejected: a typo must not silently change what is sent.
+    """OpenAI's chat completion request, as far as the edge can honour it.
+
+    Fields of OpenAI's API that the edge cannot honour are refused with a 400 that names
+    the field, unless they carry their neutral value (``presence_penalty: 0``, ``store:
+    false``, ``response_format: {"type": "text"}``, ...), which changes nothing and is
+    accepted. Fields that are not OpenAI's are unknown and refused too: a typo must not
+    silently change what is sent.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1, max_length=edge_limits.MAX_MESSAGES)
     user: str | None = Field(None, max_length=edge_limits.MAX_USER_CHARS)
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1, le=edge_limits.MAX_COMPLETION_TOKENS)
     max_completion_tokens: int | None = Field(None, ge=1, le=edge_limits.MAX_COMPLETION_TOKENS)
     temperature: float | None = Field(None, ge=0, le=edge_limits.MAX_TEMPERATURE)
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # OpenAI's int64 range
-    n: int | None = Field(None, ge=1, le=1)
+    n: int | None = None
     stop: str | list[str] | None = None
+    # Accepted when neutral, refused (naming the field) otherwise.
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    logit_bias: dict[str, float] | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    service_tier: str | None = None
     cogenesis: CogenesisOptions | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise ValueError("the edge returns one choice; n must be 1")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+        return value
+
+    @field_validator(*REFUSALS, mode="after")
+    @classmethod
+    def _neutral_or_refused(cls, value: Any, info: ValidationInfo) -> Any:
+        """A field the edge cannot honour passes only with its neutral value; the error
+        names the field (its location), as OpenAI's errors do in ``param``."""
+        neutral, why = REFUSALS[info.field_name or ""]
+        if value is not None and not neutral(value):
+            raise ValueError(why)
+        return value
+
+    def conversation(self) -> Conversation | None:
+        """The conversation; None when there is no non-blank last user message."""
+        return Conversation.of((m.role, m.text) for m in self.messages)
 
     def task(self) -> str | None:
         """The task: the last user message, stripped; None when it is missing or blank."""
-        user_turns = [m.content for m in self.messages if m.role == "user"]
-        if not user_turns or not user_turns[-1].strip():
-            return None
-        return user_turns[-1].strip()
+        conversation = self.conversation()
+        return conversation.task if conversation else None
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
 
     def to_job(
-        self, ctx: UserContext, task: str, defaults: EdgeSettings, gate: Gate | None = None
+        self,
+        ctx: UserContext,
+        conversation: Conversation,
+        defaults: EdgeSettings,
+        mode: Mode | None = None,
+        gate: Gate | None = None,
     ) -> CompletionJob:
         """The job to run, every option resolved: the request's, else the server's.
 
-        `model` must name a mode (`edge_agent.job.MODES`); the job checks it again.
-        `gate` is the gate the request's fusion needs, already loaded by name.
+        ``mode`` is the mode ``model`` names (an alias resolved); default: ``model``
+        itself, which the job checks against ``edge_agent.job.MODES``. ``gate`` is the
+        gate the request's fusion needs, already loaded by name.
         """
-        mode = cast(Mode, self.model)
+        mode = mode or cast(Mode, self.model)
         options = self.cogenesis or CogenesisOptions()
         max_tokens = self.max_completion_tokens or self.max_tokens or defaults.max_tokens
         temperature = 0.0 if self.temperature is None else self.temperature
@@ -160,11 +299,12 @@ class ChatCompletionRequest(BaseModel):
         return CompletionJob(
             mode=mode,
             ctx=ctx,
-            task=task,
+            conversation=conversation,
             max_tokens=max_tokens,
             temperature=temperature,
             top_p=top_p,
             seed=self.seed,
+            stop=self.stop_sequences(),
             guard_policy=options.guard_policy or defaults.guard_policy,
             sketch_points=options.sketch_points or defaults.sketch_points,
             logits=logits,
@@ -188,12 +328,17 @@ def chat_completion(cid: str, model: str, text: str, report: CompletionReport) -
                 "finish_reason": report.finish_reason,
             }
         ],
-        "usage": {
-            "prompt_tokens": report.prompt_tokens,
-            "completion_tokens": report.completion_tokens,
-            "total_tokens": report.prompt_tokens + report.completion_tokens,
-        },
+        "usage": usage_of(report),
         "cogenesis": report.model_dump(mode="json"),
+    }
+
+
+def usage_of(report: CompletionReport) -> dict[str, int]:
+    """OpenAI's ``usage`` object of one completion."""
+    return {
+        "prompt_tokens": report.prompt_tokens,
+        "completion_tokens": report.completion_tokens,
+        "total_tokens": report.prompt_tokens + report.completion_tokens,
     }
 
 

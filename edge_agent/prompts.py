@@ -1,15 +1,15 @@
-"""The two prompts of every request.
+"""The texts of the two prompts of every request.
 
-The private prompt (profile, writing history, task, outline) stays on the device. The
-public prompt (the task's short title, no context) may leave after the guard has seen it.
-The private system message depends only on the user's data, so its KV state can be
-cached and reused across that user's requests.
+The private prompt (profile, past writings, the conversation, task and outline) stays on
+the device; ``prompt_budget`` fits it into the small model's context. The public prompt
+(the task's short title, no context) may leave after the guard has seen it. The private
+system message depends only on the user's profile, so its KV state can be cached and
+reused across that user's requests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from edge_agent.store.context import UserContext
 
@@ -18,14 +18,17 @@ PRIVATE_SYSTEM = (
     "below, in the first person, in their voice and style, drawing on their profile and "
     "past writing where it fits the task. Write only the requested text."
 )
+PROFILE_HEADING = "## The user's profile"
+WRITINGS_HEADING = "## My past writing that may help"
+CLIPPED = " ..."  # ends every text the budget cut short
+
+# Defaults of the budget (settings override them): characters kept of each profile field
+# and each past writing, and how many writings at most.
+FIELD_CHARS = 1_000
+WRITING_CHARS = 1_200
+WRITINGS = 4
 
 PUBLIC_SYSTEM = "You are a helpful writing assistant."
-
-
-@dataclass(frozen=True)
-class PromptLimits:
-    history_items: int = 4
-    history_chars: int = 1200
 
 
 def task_title(task: str) -> str:
@@ -34,43 +37,56 @@ def task_title(task: str) -> str:
     return title or task.strip()
 
 
-def private_system_prompt(ctx: UserContext, limits: PromptLimits = PromptLimits()) -> str:
-    lines = [PRIVATE_SYSTEM, "", "## The user's profile"]
-    for key, value in ctx.fields.items():
-        if value:
-            lines.append(f"{key.replace('_', ' ').capitalize()}: {value}")
-    samples = list(ctx.history)[: limits.history_items]
-    if samples:
-        lines += ["", "## The user's past writing"]
-        for title, text in samples:
-            clipped = (
-                text
-                if len(text) <= limits.history_chars
-                else (text[: limits.history_chars].rsplit(" ", 1)[0] + " ...")
-            )
-            lines += [f"### {title}", clipped]
+def clip(text: str, chars: int) -> str:
+    """``text`` cut to at most ``chars`` characters at a word boundary, marked as cut."""
+    if len(text) <= chars:
+        return text
+    room = max(chars - len(CLIPPED), 0)
+    cut = text[:room].rsplit(" ", 1)[0] if " " in text[:room] else text[:room]
+    return cut.rstrip() + CLIPPED
+
+
+def profile_line(label: str, value: str) -> str:
+    return f"{label.replace('_', ' ').capitalize()}: {value}"
+
+
+def private_system_prompt(profile_lines: Sequence[str]) -> str:
+    lines = [PRIVATE_SYSTEM]
+    if profile_lines:
+        lines += ["", PROFILE_HEADING, *profile_lines]
     return "\n".join(lines)
 
 
-def private_user_prompt(task: str, outline: Sequence[str] | None = None) -> str:
-    if not outline:
-        return f"Task: {task}"
-    points = "\n".join(f"{i}. {p}" for i, p in enumerate(outline, 1))
-    return (
-        f"Task: {task}\n\nFollow this outline, filling it with details from my profile "
-        f"and my own voice:\n{points}"
-    )
+def writing_block(title: str, text: str) -> str:
+    return f"### {title}\n{text}" if title else text
+
+
+def private_user_prompt(
+    task: str, outline: Sequence[str] | None = None, writings: Sequence[str] = ()
+) -> str:
+    parts = []
+    if writings:
+        parts.append("\n\n".join([WRITINGS_HEADING, *writings]))
+    parts.append(f"Task: {task}")
+    if outline:
+        points = "\n".join(f"{i}. {p}" for i, p in enumerate(outline, 1))
+        parts.append(
+            "Follow this outline, filling it with details from my profile "
+            f"and my own voice:\n{points}"
+        )
+    return "\n\n".join(parts)
 
 
 def private_messages(
-    ctx: UserContext,
-    task: str,
-    outline: Sequence[str] | None = None,
-    limits: PromptLimits = PromptLimits(),
+    ctx: UserContext, task: str, outline: Sequence[str] | None = None
 ) -> list[dict[str, str]]:
+    """A private prompt without a budget or a conversation (dataset building): the
+    whole profile and the first writings, each clipped as a request's would be."""
+    lines = [profile_line(k, clip(v, FIELD_CHARS)) for k, v in ctx.fields.items() if v]
+    writings = [writing_block(t, clip(x, WRITING_CHARS)) for t, x in ctx.history[:WRITINGS]]
     return [
-        {"role": "system", "content": private_system_prompt(ctx, limits)},
-        {"role": "user", "content": private_user_prompt(task, outline)},
+        {"role": "system", "content": private_system_prompt(lines)},
+        {"role": "user", "content": private_user_prompt(task, outline, writings)},
     ]
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_seri
 from edge_agent.collab.logits import LogitsResult
 from edge_agent.guard.result import Policy
 from edge_agent.job import Mode
+from edge_agent.prompt_budget import BudgetReport
 
 Finish = Literal["stop", "length"]
 
@@ -46,6 +47,7 @@ class CompletionReport(BaseModel):
     sketch_points: list[str] | None = None
     guard: dict[str, Any] | None = None  # the guard's ledger record of the public text
     logits: LogitsReport | None = None
+    budget: BudgetReport | None = None  # what the private prompt's token budget left out
     prompt_tokens: int = 0
     completion_tokens: int = 0
     prefix_cached_tokens: int = 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from edge_agent.gates import GateLibrary
 from edge_agent.gateway import Gateway, VocabularyMismatch
@@ -26,6 +27,7 @@ class EdgeServices:
     gateway: Gateway
     gates: GateLibrary
     cloud_info: InfoResponse | None = None
+    started_at: float = field(default_factory=time.time)  # the models' `created`
 
     def invalidate_prefix(self, user_id: str) -> None:
         """Free the user's cached KV prefixes (new data already misses them by key)."""

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from edge_agent.collab.fusion import FusionRuleName
+from edge_agent.job import MODES
 from edge_agent.limits import MAX_COMPLETION_TOKENS
 from shared_protocol import limits
 
@@ -51,8 +52,18 @@ class EdgeSettings(BaseSettings):
     max_tokens: int = Field(
         256, ge=1, le=MAX_COMPLETION_TOKENS, description="Default answer length in tokens."
     )
-    history_items: int = Field(4, ge=0, description="Writing samples put in the private prompt.")
-    history_chars: int = Field(1200, ge=0, description="Characters kept of each writing sample.")
+    history_items: int = Field(
+        4, ge=0, description="Past writings (the most relevant) put in the private prompt."
+    )
+    history_chars: int = Field(1200, ge=0, description="Characters kept of each past writing.")
+    field_chars: int = Field(
+        1000, ge=16, description="Characters kept of each profile field in the private prompt."
+    )
+    model_aliases: str = Field(
+        "",
+        description="Other model names for the modes, for apps with a fixed model name: "
+        "'alias=mode' pairs separated by commas, e.g. 'gpt-4o-mini=cogenesis-sketch'.",
+    )
     cloud_timeout_s: float = Field(60.0, gt=0, description="Read timeout of one cloud call, s.")
     cloud_connect_timeout_s: float = Field(3.0, gt=0, description="Cloud connect timeout, s.")
     cloud_retries: int = Field(2, ge=0, description="Retries of idempotent cloud calls.")
@@ -112,6 +123,16 @@ class EdgeSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("model_aliases")
+    @classmethod
+    def _aliases_name_modes(cls, value: str) -> str:
+        parse_aliases(value)
+        return value
+
+    def aliases(self) -> dict[str, str]:
+        """The model aliases: alias -> mode."""
+        return parse_aliases(self.model_aliases)
+
     @field_validator("db_url")
     @classmethod
     def _db_url_names_a_database(cls, value: str | None) -> str | None:
@@ -127,3 +148,18 @@ class EdgeSettings(BaseSettings):
             except ImportError as exc:
                 raise ValueError(f"the database driver is not installed: {exc}") from None
         return value
+
+
+def parse_aliases(text: str) -> dict[str, str]:
+    """'a=mode,b=mode' as a dict; ValueError naming the pair at fault."""
+    aliases: dict[str, str] = {}
+    for pair in (p.strip() for p in text.split(",")):
+        if not pair:
+            continue
+        alias, sep, mode = (part.strip() for part in pair.partition("="))
+        if not sep or not alias or mode not in MODES:
+            raise ValueError(f"{pair!r} is not 'alias=mode' with a mode of {', '.join(MODES)}")
+        if alias in MODES:
+            raise ValueError(f"{alias!r} is a mode's own name and cannot be an alias")
+        aliases[alias] = mode
+    return aliases

@@ -40,6 +40,7 @@ from edge_agent.collab.private import PrivatePrompt
 from edge_agent.collab.sampling import SamplingParams, UniformStream, pick
 from edge_agent.collab.schedule import Schedule
 from edge_agent.guard.matcher import TermMatcher
+from edge_agent.guard.placeholders import Placeholders
 from edge_agent.outbound import CloudError, CloudUsage, GuardRecord
 from shared_protocol import (
     SessionOpenRequest,
@@ -365,8 +366,10 @@ class LogitsLoop:
 
     `cloud` None: the small model answers alone. `rule` overrides `options.fusion` (a
     preloaded gate, say). `matcher` (the user's profile terms) turns on prefix redaction
-    unless `options.prefix_redaction` is off. `on_token` sees every generated token as
-    it is chosen. A loop runs once: ``LogitsLoop(...).run()``.
+    unless `options.prefix_redaction` is off; `placeholders` numbers its redactions as
+    the rest of the request does. `on_token` sees every generated token as it is
+    chosen; when it returns True the answer ends there with finish "stop" (a stop
+    sequence, or a client that went away). A loop runs once: ``LogitsLoop(...).run()``.
     """
 
     def __init__(
@@ -379,6 +382,7 @@ class LogitsLoop:
         cloud: CloudLink | None = None,
         rule: FusionRule | None = None,
         matcher: TermMatcher | None = None,
+        placeholders: Placeholders | None = None,
         on_token: TokenCallback | None = None,
     ) -> None:
         self.model = model
@@ -404,7 +408,7 @@ class LogitsLoop:
             else None
         )
         # Everything the cloud learns of the answer goes through the view (prefix_view.py).
-        self.view = make_view(matcher if options.prefix_redaction else None, model)
+        self.view = make_view(matcher if options.prefix_redaction else None, model, placeholders)
         self.edge: _Edge | None = None
         self.generated: list[int] = []
         self.finish: Finish = "length"
@@ -469,8 +473,9 @@ class LogitsLoop:
             return False
         self.generated.append(token)
         self.view.feed(token)
-        if self.on_token is not None:
-            self.on_token(token)
+        if self.on_token is not None and self.on_token(token) is True:
+            self.finish = "stop"
+            return False
         if len(self.generated) >= self.options.max_tokens:
             return False
         if len(self.prompt.tokens) + len(self.generated) + 1 >= self.model.n_ctx:

@@ -18,13 +18,11 @@ from edge_agent.collab.logits import (
     SessionClient,
 )
 from edge_agent.collab.private import PrivatePrompt, TextDecoder
-from edge_agent.guard.matcher import TermMatcher
-from edge_agent.guard.protocol import Guard
+from edge_agent.guard.request import RequestGuard
 from edge_agent.job import CompletionJob
 from edge_agent.outbound import CloudUsage, GuardRecord
 from edge_agent.prompts import PUBLIC_SYSTEM, task_title
 from edge_agent.slm import SmallModel
-from edge_agent.store.context import UserContext
 
 MODE = "cogenesis-logits"
 BLOCKED_TITLE = (
@@ -39,38 +37,29 @@ class LogitsOutcome:
     result: LogitsResult | None  # None: the guard blocked the title, nothing was sent
 
 
-def prefix_matcher(guard: Guard, ctx: UserContext, policy: str) -> TermMatcher | None:
-    """The user's profile terms for prefix redaction; none under policy "off".
-
-    Presidio is too slow to run at every generated token (it guards the title); the
-    small model's private details come from the profile, whose terms the matcher holds.
-    """
-    return guard.matcher_for(ctx) if policy in ("redact", "block") else None
-
-
 def run_logits_mode(
     slm: SmallModel,
     job: CompletionJob,
     prompt: PrivatePrompt,
     *,
-    guard: Guard,
+    guard: RequestGuard,
     cloud: SessionClient,
     usage: CloudUsage,
-    on_text: Callable[[str], None],
+    on_text: Callable[[str], bool],
 ) -> LogitsOutcome:
+    """``on_text`` gets the answer's text; when it returns True the answer ends there
+    (a stop sequence, or the client went away) and the cloud session is closed."""
     if job.logits is None:
         raise ValueError("a logits-mode job needs its loop options")
     ctx, policy = job.ctx, job.guard_policy
-    inspected = guard.inspect(task_title(job.task), ctx, policy)
+    inspected = guard.inspect(task_title(job.task))
     record = inspected.to_record()
     if inspected.blocked:
         return LogitsOutcome(record, None)
     decoder = TextDecoder(slm)
 
-    def on_token(token: int) -> None:
-        piece = decoder.feed(token)
-        if piece:
-            on_text(piece)
+    def on_token(token: int) -> bool:
+        return on_text(decoder.feed(token))
 
     link = CloudLink(
         cloud,
@@ -85,7 +74,8 @@ def run_logits_mode(
         PublicPrompt(text=inspected.text, system=PUBLIC_SYSTEM),
         job.logits,
         cloud=link,
-        matcher=prefix_matcher(guard, ctx, policy),
+        matcher=guard.prefix_matcher(),
+        placeholders=guard.placeholders,
         on_token=on_token,
     ).run()
     tail = decoder.flush()

@@ -36,7 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edge_agent.guard.matcher import Span, TermMatcher
-from edge_agent.guard.result import digest, merge_spans, placeholder
+from edge_agent.guard.placeholders import Placeholders
+from edge_agent.guard.result import digest, merge_spans, name_of, placeholder
+from edge_agent.guard.terms import CONVERSATION
 from edge_agent.guard.text import PHRASE_BREAK_RE, STOPWORDS, Word, words
 
 # True text kept before the held tokens: the matcher needs the preceding character for
@@ -66,18 +68,19 @@ class Redaction:
     length: int  # characters of the true text
     start: int  # index of the first placeholder token in the cloud's sequence
     end: int
+    replaced_with: str = ""  # the placeholder released instead ("<PERSON_1>")
 
     def to_record(self) -> dict[str, Any]:
         return {
             "entity_type": self.entity_type,
-            "source": "profile",
+            "source": "conversation" if self.origin == CONVERSATION else "profile",
             "where": "prefix",
             "origin": self.origin,
             "token_start": self.start,
             "token_end": self.end,
             "length": self.length,
             "digest": self.digest,
-            "replaced_with": placeholder(self.entity_type),
+            "replaced_with": self.replaced_with or placeholder(self.entity_type),
         }
 
 
@@ -209,6 +212,7 @@ class CloudView:
     matcher: TermMatcher
     tokenizer: Tokenizer
     prefixes: TermPrefixes | None = None
+    placeholders: Placeholders | None = None  # the request's numbering (guard/placeholders.py)
     released: list[int] = field(default_factory=list)
     redactions: list[Redaction] = field(default_factory=list)
     seconds: float = 0.0  # time spent matching (the per-token guard cost)
@@ -321,15 +325,16 @@ class CloudView:
                 group.append(span)
                 while segments[j][3] < span.end - offset:
                     j += 1
-            piece, cursor = [], segments[i][2] + offset
+            piece, cursor, names = [], segments[i][2] + offset, []
             for span in group:
-                piece += [full[cursor : span.start], placeholder(span.entity_type)]
+                names.append(name_of(span, full, self.placeholders))
+                piece += [full[cursor : span.start], names[-1]]
                 cursor = span.end
             piece.append(full[cursor : segments[j][3] + offset])
             ids = self.tokenizer.tokenize("".join(piece))
             start = len(self.released)
             self.released += ids
-            for span in group:
+            for span, name in zip(group, names, strict=True):
                 original = full[span.start : span.end]
                 self.redactions.append(
                     Redaction(
@@ -339,6 +344,7 @@ class CloudView:
                         len(original),
                         start,
                         len(self.released),
+                        name,
                     )
                 )
             i = j + 1
@@ -391,11 +397,16 @@ class IdentityView:
 View = CloudView | IdentityView
 
 
-def make_view(matcher: TermMatcher | None, tokenizer: Tokenizer) -> View:
-    """A redacting view for a user's matcher, or the identity view without one."""
+def make_view(
+    matcher: TermMatcher | None,
+    tokenizer: Tokenizer,
+    placeholders: Placeholders | None = None,
+) -> View:
+    """A redacting view for a user's matcher, or the identity view without one.
+    ``placeholders`` numbers the redactions consistently with the rest of the request."""
     if matcher is None or not matcher.terms:
         return IdentityView()
-    return CloudView(matcher, tokenizer)
+    return CloudView(matcher, tokenizer, placeholders=placeholders)
 
 
 def cloud_tokens(matcher: TermMatcher | None, tokenizer: Tokenizer, tokens: Sequence[int]) -> View:

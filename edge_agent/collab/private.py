@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.prefix_cache import prefix_key
-from edge_agent.prompts import PromptLimits, private_messages
+from edge_agent.prompt_budget import BudgetedPrompt, ChatTokenizer
 from edge_agent.slm import SmallModel
 from edge_agent.store.context import UserContext
 
@@ -33,24 +33,18 @@ class PrivatePrompt:
         return cls(list(tokens))
 
 
-def build_private_prompt(
-    slm: SmallModel,
-    ctx: UserContext,
-    task: str,
-    outline: Sequence[str] | None = None,
-    limits: PromptLimits = PromptLimits(),
-) -> PrivatePrompt:
-    messages = private_messages(ctx, task, outline, limits)
-    text = slm.render_chat(messages)
-    tokens = slm.tokenize(text)
-    prefix_text = slm.render_chat(messages[:1], add_generation_prompt=False)
-    if not text.startswith(prefix_text):
-        return PrivatePrompt(tokens, 0, None)
+def cached_prefix(slm: ChatTokenizer, ctx: UserContext, built: BudgetedPrompt) -> PrivatePrompt:
+    """The budgeted prompt's tokens, with its first message (instructions and profile,
+    which depend only on the user's data) marked as a cacheable prefix when it
+    tokenizes the same alone as inside the whole."""
+    prefix_text = slm.render_chat(built.messages[:1], add_generation_prompt=False)
+    if not built.text.startswith(prefix_text):
+        return PrivatePrompt(built.tokens, 0, None)
     prefix_tokens = slm.tokenize(prefix_text)
-    if tokens[: len(prefix_tokens)] != prefix_tokens:
-        return PrivatePrompt(tokens, 0, None)  # the join re-tokenized: no safe cache
+    if built.tokens[: len(prefix_tokens)] != prefix_tokens:
+        return PrivatePrompt(built.tokens, 0, None)  # the join re-tokenized: no safe cache
     key = prefix_key(ctx.user_id, ctx.data_version, prefix_text)
-    return PrivatePrompt(tokens, len(prefix_tokens), key)
+    return PrivatePrompt(built.tokens, len(prefix_tokens), key)
 
 
 def start_private(slm: SmallModel, prompt: PrivatePrompt) -> np.ndarray:

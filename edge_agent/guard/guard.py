@@ -6,10 +6,11 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edge_agent.guard.conversation import conversation_terms
 from edge_agent.guard.engine import (
     DEFAULT_ENTITIES,
     DEFAULT_SCORE_THRESHOLD,
@@ -17,6 +18,7 @@ from edge_agent.guard.engine import (
     spacy_pipeline,
 )
 from edge_agent.guard.matcher import Span, TermMatcher
+from edge_agent.guard.placeholders import Placeholders
 from edge_agent.guard.result import (
     Finding,
     GuardResult,
@@ -24,7 +26,7 @@ from edge_agent.guard.result import (
     check_policy,
     digest,
     merge_spans,
-    placeholder,
+    name_of,
     redact,
 )
 from edge_agent.guard.terms import PUBLIC_NAMES, Term, profile_terms
@@ -84,13 +86,22 @@ class PrivacyGuard:
     # -- inspection ----------------------------------------------------------------------
 
     def inspect(
-        self, text: str, ctx: UserContext | None = None, policy: Policy | str = "redact"
+        self,
+        text: str,
+        ctx: UserContext | None = None,
+        policy: Policy | str = "redact",
+        *,
+        extra_terms: Sequence[Term] = (),
+        placeholders: Placeholders | None = None,
     ) -> GuardResult:
         """Decide what of ``text`` may leave.
 
-        ``redact`` replaces findings with typed placeholders (``<PERSON>``), ``block``
-        returns ``blocked=True`` and an empty text if anything was found, ``off`` passes
-        the text through untouched (for experiments only).
+        ``redact`` replaces findings with placeholders: numbered by ``placeholders`` when
+        given (``<PERSON_1>``, the same value always the same one), else typed
+        (``<PERSON>``). ``block`` returns ``blocked=True`` and an empty text if anything
+        was found, ``off`` passes the text through untouched (for experiments only).
+        ``extra_terms`` (the conversation's, see ``conversation_terms``) join the user's
+        profile terms for this call.
         """
         started = time.perf_counter()
         policy = check_policy(policy)
@@ -98,7 +109,9 @@ class PrivacyGuard:
             return GuardResult(text, [], policy, False, time.perf_counter() - started)
         spans = self.presidio_spans(text)
         if ctx is not None:
-            spans += self.matcher_for(ctx).find(text)
+            spans += self.matcher_for(ctx, extra_terms).find(text)
+        elif extra_terms:
+            spans += TermMatcher(extra_terms).find(text)
         merged = merge_spans(spans)
         blocked = policy == "block" and bool(merged)
         findings = [
@@ -106,18 +119,23 @@ class PrivacyGuard:
                 entity_type=span.entity_type,
                 start=span.start,
                 end=span.end,
-                source="profile" if span.source == "profile" else "presidio",
-                replaced_with=placeholder(span.entity_type) if policy == "redact" else None,
+                source=span.source if span.source in ("profile", "conversation") else "presidio",
+                replaced_with=name_of(span, text, placeholders) if policy == "redact" else None,
                 score=round(span.score, 3),
                 digest=digest(text[span.start : span.end]),
             )
             for span in merged
         ]
         if policy == "redact":
-            allowed = redact(text, merged)
+            allowed = redact(text, merged, placeholders)
         else:
             allowed = "" if blocked else text
         return GuardResult(allowed, findings, policy, blocked, time.perf_counter() - started)
+
+    def conversation_terms(self, texts: Iterable[str]) -> list[Term]:
+        """The deny-list terms of a conversation's private texts (names, places,
+        numbers, proper nouns, quoted strings)."""
+        return conversation_terms(texts, spacy_pipeline(self.analyzer))
 
     def presidio_spans(self, text: str) -> list[Span]:
         if not text.strip():
@@ -145,7 +163,10 @@ class PrivacyGuard:
     def terms_for(self, ctx: UserContext) -> list[Term]:
         return self.matcher_for(ctx).terms
 
-    def matcher_for(self, ctx: UserContext) -> TermMatcher:
+    def matcher_for(self, ctx: UserContext, extra_terms: Sequence[Term] = ()) -> TermMatcher:
+        """The user's profile terms (cached per profile version), plus ``extra_terms``."""
+        if extra_terms:
+            return TermMatcher([*self.matcher_for(ctx).terms, *extra_terms])
         key = ctx.cache_key
         with self._lock:
             matcher = self._matchers.get(key)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge_agent.guard.terms import Term
+from edge_agent.guard.terms import CONVERSATION, Term
 from edge_agent.guard.text import content_pairs
 
 
@@ -47,14 +47,27 @@ class TermMatcher:
                 term = self._phrases.get(frozenset((first.stem, second.stem)))
                 if term is not None:
                     spans.append(
-                        Span(first.start, second.end, term.entity_type, "profile", 1.0, term.origin)
+                        Span(
+                            first.start,
+                            second.end,
+                            term.entity_type,
+                            _source(term),
+                            1.0,
+                            term.origin,
+                        )
                     )
         return spans
 
     @staticmethod
     def _span(match: re.Match[str], term: Term | None) -> Span:
-        entity_type, origin = (term.entity_type, term.origin) if term else ("PRIVATE", "")
-        return Span(match.start(), match.end(), entity_type, "profile", 1.0, origin)
+        if term is None:
+            return Span(match.start(), match.end(), "PRIVATE", "profile", 1.0, "")
+        return Span(match.start(), match.end(), term.entity_type, _source(term), 1.0, term.origin)
+
+
+def _source(term: Term) -> str:
+    """Where a term came from: the conversation of this request, or the user's store."""
+    return "conversation" if term.origin == CONVERSATION else "profile"
 
 
 def _squash(text: str) -> str:

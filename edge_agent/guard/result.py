@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from edge_agent.guard.matcher import Span
+from edge_agent.guard.placeholders import Placeholders
 
 Policy = Literal["redact", "block", "off"]
 POLICIES: tuple[str, ...] = get_args(Policy)
-Source = Literal["presidio", "profile"]
+Source = Literal["presidio", "profile", "conversation"]
 
 
 class UnknownPolicy(ValueError):
@@ -98,9 +99,17 @@ def placeholder(entity_type: str) -> str:
     return f"<{entity_type}>"
 
 
+def name_of(span: Span, text: str, placeholders: Placeholders | None) -> str:
+    """The placeholder of one span of ``text``."""
+    if placeholders is None:
+        return placeholder(span.entity_type)
+    return placeholders.name(span.entity_type, text[span.start : span.end])
+
+
 def merge_spans(spans: Iterable[Span]) -> list[Span]:
     """Overlapping spans become one covering them all. Its type is the longest span's;
-    on a tie a profile term beats Presidio (it knows this user), then the higher score."""
+    on a tie a profile or conversation term beats Presidio (it knows this user), then
+    the higher score."""
     merged: list[Span] = []
     group: list[Span] = []
     end = -1
@@ -116,18 +125,19 @@ def merge_spans(spans: Iterable[Span]) -> list[Span]:
 
 
 def _cover(group: list[Span]) -> Span:
-    winner = max(group, key=lambda s: (s.end - s.start, s.source == "profile", s.score))
+    winner = max(group, key=lambda s: (s.end - s.start, s.source != "presidio", s.score))
     start = min(s.start for s in group)
     end = max(s.end for s in group)
     return Span(start, end, winner.entity_type, winner.source, winner.score, winner.origin)
 
 
-def redact(text: str, spans: list[Span]) -> str:
-    """``text`` with every (merged, non-overlapping) span replaced by its placeholder."""
+def redact(text: str, spans: list[Span], placeholders: Placeholders | None = None) -> str:
+    """``text`` with every (merged, non-overlapping) span replaced by its placeholder:
+    numbered by ``placeholders`` when given (``<PERSON_1>``), else typed (``<PERSON>``)."""
     pieces = []
     cursor = 0
     for span in spans:
-        pieces += [text[cursor : span.start], placeholder(span.entity_type)]
+        pieces += [text[cursor : span.start], name_of(span, text, placeholders)]
         cursor = span.end
     pieces.append(text[cursor:])
     return "".join(pieces)

@@ -19,7 +19,7 @@ occur in their occupation, style or past task titles).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,6 +28,8 @@ from edge_agent.store.context import UserContext
 
 TermKind = Literal["literal", "phrase"]
 
+# The origin of the terms a request's own conversation adds (guard/conversation.py).
+CONVERSATION = "conversation"
 # Fields whose items are private facts about the user (phrases are derived from these).
 PRIVATE_FIELDS = ("Privacy_info",)
 # Fields that describe what the user openly works on. A phrase found here too ("social
@@ -105,7 +107,7 @@ def profile_terms(ctx: UserContext, nlp: Any | None = None) -> list[Term]:
         ]
         texts += [("history", text) for _title, text in ctx.history]
         terms += entity_terms(nlp, texts)
-    return _unique(terms)
+    return unique_terms(terms)
 
 
 def public_pairs(ctx: UserContext) -> set[frozenset[str]]:
@@ -162,8 +164,13 @@ def phrase_terms(item: str, origin: str) -> list[Term]:
     return terms
 
 
-def entity_terms(nlp: Any, texts: Iterable[tuple[str, str]]) -> list[Term]:
-    """People, organizations and places spaCy finds in ``(origin, text)`` pairs.
+def entity_terms(
+    nlp: Any,
+    texts: Iterable[tuple[str, str]],
+    proper_nouns_of: Collection[str] = PRIVATE_FIELDS,
+) -> list[Term]:
+    """People, organizations and places spaCy finds in ``(origin, text)`` pairs, and the
+    proper nouns (``proper_nouns``) of the texts whose origin is in ``proper_nouns_of``.
 
     Matched case-sensitively: a name is written with capitals, and "warm regards" or
     "order" in lowercase are ordinary words.
@@ -172,8 +179,8 @@ def entity_terms(nlp: Any, texts: Iterable[tuple[str, str]]) -> list[Term]:
     terms = []
     docs = nlp.pipe((text for _, text in texts), disable=["lemmatizer"])
     for (origin, _text), doc in zip(texts, docs, strict=True):
-        if origin in PRIVATE_FIELDS:
-            terms += _proper_nouns(doc, origin)
+        if origin in proper_nouns_of:
+            terms += proper_nouns(doc, origin)
         for ent in doc.ents:
             entity_type = SPACY_LABELS.get(ent.label_)
             if entity_type is None:
@@ -195,7 +202,7 @@ def entity_terms(nlp: Any, texts: Iterable[tuple[str, str]]) -> list[Term]:
 _DEMONYM = re.compile(r"(?:an|ese|ish|ic|i|ch|ss|ek)s?$")
 
 
-def _proper_nouns(doc: Any, origin: str) -> list[Term]:
+def proper_nouns(doc: Any, origin: str) -> list[Term]:
     """Runs of capitalized words inside a private item that spaCy did not already report
     as an entity ("at the Lakeside community center"): names of the user's places and
     things that the entity recognizer missed."""
@@ -254,7 +261,7 @@ def _clean_entity(text: str) -> str | None:
     return text
 
 
-def _unique(terms: Iterable[Term]) -> list[Term]:
+def unique_terms(terms: Iterable[Term]) -> list[Term]:
     seen: dict[tuple, Term] = {}
     for term in terms:
         key = (term.kind, term.stems) if term.kind == "phrase" else (term.kind, term.text)

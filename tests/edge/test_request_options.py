@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from edge_agent.collab.logits import CloudLink, LogitsLoop, LogitsOptions, PublicPrompt
 from edge_agent.collab.private import PrivatePrompt
 from edge_agent.collab.schedule import Schedule
+from edge_agent.conversation import Conversation
 from edge_agent.job import CompletionJob
 from edge_agent.openai_types import ChatCompletionRequest, chat_chunk, chat_completion
 from edge_agent.outbound import CloudUsage
@@ -46,7 +47,7 @@ def server(**overrides) -> EdgeSettings:
 
 def test_options_a_request_leaves_out_come_from_the_server():
     settings = server()
-    job = request().to_job(CTX, request().task(), settings)
+    job = request().to_job(CTX, request().conversation(), settings)
     assert (job.mode, job.task, job.max_tokens) == ("cogenesis-logits", TASK, 33)
     assert (job.temperature, job.top_p, job.seed) == (0.0, 1.0, None)
     assert (job.guard_policy, job.sketch_points) == ("block", 3)
@@ -80,7 +81,7 @@ def test_options_a_request_gives_override_the_server_even_when_falsy():
             "prefix_redaction": False,
         },
     )
-    job = body.to_job(CTX, body.task(), server())
+    job = body.to_job(CTX, body.conversation(), server())
     assert (job.max_tokens, job.temperature, job.top_p, job.seed) == (12, 0.7, 0.9, 5)
     assert (job.guard_policy, job.sketch_points) == ("off", 2)
     assert job.logits == LogitsOptions(
@@ -100,11 +101,13 @@ def test_options_a_request_gives_override_the_server_even_when_falsy():
 def test_only_a_logits_job_carries_loop_options():
     for mode in ("local", "cogenesis-sketch"):
         body = request(mode)
-        assert body.to_job(CTX, body.task(), server()).logits is None
+        assert body.to_job(CTX, body.conversation(), server()).logits is None
     with pytest.raises(ValueError, match="loop options"):
-        CompletionJob(mode="cogenesis-logits", ctx=CTX, task=TASK, max_tokens=8)
+        CompletionJob(
+            mode="cogenesis-logits", ctx=CTX, conversation=Conversation(TASK), max_tokens=8
+        )
     with pytest.raises(ValueError, match="unknown mode"):
-        CompletionJob(mode="gpt-5", ctx=CTX, task=TASK, max_tokens=8)  # type: ignore[arg-type]
+        CompletionJob(mode="gpt-5", ctx=CTX, conversation=Conversation(TASK), max_tokens=8)  # type: ignore[arg-type]
 
 
 def test_the_task_is_the_last_user_message_and_blank_is_none():

@@ -5,6 +5,7 @@ from __future__ import annotations
 EDGE_API = {
     ("get", "/healthz"),
     ("get", "/v1/models"),
+    ("get", "/v1/models/{model_id}"),
     ("post", "/v1/chat/completions"),
     ("post", "/v1/profiles"),
     ("get", "/v1/profiles"),

@@ -9,6 +9,7 @@ from tests.security.helpers import chat, make_user
 
 ROUTES_NEEDING_A_KEY = [
     ("GET", "/v1/models"),
+    ("GET", "/v1/models/local"),
     ("POST", "/v1/chat/completions"),
     ("GET", "/v1/profiles"),
     ("POST", "/v1/profiles"),

@@ -12,6 +12,7 @@ from tests.security.helpers import make_user
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 WITH_INPUT = [
     "POST /v1/chat/completions",
+    "GET /v1/models/{model_id}",
     "POST /v1/profiles",
     "POST /v1/profiles/import",
     "GET /v1/profiles/export",
