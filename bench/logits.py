@@ -48,6 +48,7 @@ from shared_protocol.defaults import default_gguf_path  # noqa: E402
 DEFAULT_DATASET = ROOT / ".." / "shared" / "data" / "cogenesis_context_aware_dev.json"
 DEFAULT_OUT = ROOT / "bench" / "results" / "logits.json"
 PAPER_SCHEDULE = Schedule(5, 10, 3)
+BENCH_TOKEN = "bench-logits-token"
 TARGETS = {"uplink_bytes_per_token": 64, "round_trips_per_token": 0.25, "speed_vs_local": 0.7}
 
 
@@ -121,7 +122,7 @@ def cloud_server(mode: str, threads: int | None) -> Iterator[str]:
         from cloud_service.settings import CloudSettings
         from cloud_service.testing import start_cloud_server
 
-        server = start_cloud_server(CloudSettings(n_threads=threads))
+        server = start_cloud_server(CloudSettings(n_threads=threads, token=BENCH_TOKEN))
         try:
             yield server.base_url
         finally:
@@ -129,7 +130,7 @@ def cloud_server(mode: str, threads: int | None) -> Iterator[str]:
         return
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("COGENESIS_CLOUD_TOKEN", None)
+    env["COGENESIS_CLOUD_TOKEN"] = BENCH_TOKEN
     if threads:
         env["COGENESIS_CLOUD_N_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "cloud_service", "serve", "--port", str(port)]
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> dict:
     build = dataset_prompts(slm)
     totals = {c.name: Totals() for c in CONFIGS}
     with cloud_server(args.cloud, args.cloud_threads) as url:
-        client = CloudClient(url, token=None, ledger=MemoryLedger(), timeout_s=60)
+        client = CloudClient(url, token=BENCH_TOKEN, ledger=MemoryLedger(), timeout_s=60)
         info = client.info()
         if info.tokenizer_fingerprint != slm.tokenizer_fingerprint:
             raise SystemExit("the cloud's tokenizer differs from the small model's")

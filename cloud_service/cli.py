@@ -1,8 +1,9 @@
 """`cogenesis cloud serve`: run the cloud service with uvicorn.
 `cogenesis cloud convert-gguf`: make a GGUF loadable by the vllm engine.
 
-The token comes from the environment (COGENESIS_CLOUD_TOKEN) only, never from argv,
-where other users of the machine could read it.
+Tokens come from the environment (COGENESIS_CLOUD_TOKEN, COGENESIS_CLOUD_TENANTS) or the
+tenants file (COGENESIS_CLOUD_TENANTS_FILE), never from argv, where other users of the
+machine could read them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cloud_service.errors import EngineUnavailable
-from cloud_service.settings import CloudSettings, is_loopback
+from cloud_service.settings import CloudSettings
+from cloud_service.tenants import TenantsFileError
 from shared_protocol.defaults import DefaultModelMissing
 
 EXIT_USAGE = 2
@@ -26,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
-        "serve", help="serve the /v1 API", description="Token: env COGENESIS_CLOUD_TOKEN."
+        "serve",
+        help="serve the /v1 API",
+        description="Tenants: env COGENESIS_CLOUD_TENANTS_FILE, COGENESIS_CLOUD_TENANTS or "
+        "COGENESIS_CLOUD_TOKEN.",
     )
     serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8600)")
@@ -73,10 +78,14 @@ def serve(args: argparse.Namespace) -> int:
         settings = CloudSettings(**overrides)
     except ValidationError as exc:
         return _fail(f"invalid settings:\n{exc}")
-    if not settings.auth_enabled and not is_loopback(settings.host):
+    try:
+        tenants = settings.tenant_directory()
+    except TenantsFileError as exc:
+        return _fail(str(exc))
+    if not len(tenants):
         return _fail(
-            f"refusing to listen on {settings.host} without a token: set "
-            "COGENESIS_CLOUD_TOKEN, or bind 127.0.0.1"
+            "no tenant is configured: set COGENESIS_CLOUD_TOKEN, or list tenants in "
+            "COGENESIS_CLOUD_TENANTS_FILE"
         )
     try:
         model = settings.resolved_model_path()
@@ -93,8 +102,10 @@ def serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except EngineUnavailable as exc:
         return _fail(str(exc))
-    auth = "bearer token" if settings.auth_enabled else "no auth (loopback only)"
-    print(f"cogenesis cloud: {model} on http://{settings.host}:{settings.port} ({auth})")
+    print(
+        f"cogenesis cloud: {model} on http://{settings.host}:{settings.port} "
+        f"({len(tenants)} tenant(s))"
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
     return 0
 

@@ -9,9 +9,11 @@ class CloudError(Exception):
     status: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # Sent as a Retry-After header (whole seconds, at least 1) when set.
+        self.retry_after_s = retry_after_s
 
 
 class BadJson(CloudError):
@@ -52,6 +54,22 @@ class TopKTooLarge(CloudError):
 
 class TooManySessions(CloudError):
     status, code = 429, "too_many_sessions"
+
+
+class RateLimited(CloudError):
+    """A tenant went past its requests or tokens per minute."""
+
+    status, code = 429, "rate_limited"
+
+
+class Overloaded(CloudError):
+    """The engine's queue is full, or a request waited in it too long: shed, not run."""
+
+    status, code = 503, "overloaded"
+
+
+class ClientGone(Exception):
+    """The client disconnected; its work was dropped. No answer is sent."""
 
 
 class EngineUnavailable(RuntimeError):

@@ -40,6 +40,8 @@ class Engine(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[tuple[str, ...]] = ("sketch", "logits")
+    # Requests worth computing at once; the app queues the rest (admission.py).
+    max_concurrency: int = 1
 
     model_id: str
     vocab_size: int

@@ -45,6 +45,7 @@ DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
 
 class VllmEngine(Engine):
     name = "vllm"
+    max_concurrency = 64  # continuous batching: concurrent requests share engine steps
 
     def __init__(
         self,

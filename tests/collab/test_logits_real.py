@@ -12,6 +12,7 @@ from edge_agent.outbound import CloudClient, CloudUsage
 
 pytestmark = pytest.mark.slow
 
+CLOUD_TOKEN = "logits-real-test-token"
 PROMPTS = [
     (
         "You are Ana Ribeiro, a marine biologist in Lisbon who surfs at dawn and writes "
@@ -58,9 +59,9 @@ def cloud(engine):
     from cloud_service.settings import CloudSettings
     from cloud_service.testing import start_cloud_server
 
-    server = start_cloud_server(CloudSettings(), engine=engine)
+    server = start_cloud_server(CloudSettings(token=CLOUD_TOKEN), engine=engine)
     ledger = MemoryLedger()
-    client = CloudClient(server.base_url, token=None, ledger=ledger, retries=0, timeout_s=60)
+    client = CloudClient(server.base_url, token=CLOUD_TOKEN, ledger=ledger, retries=0, timeout_s=60)
     try:
         yield client, server, ledger
     finally:
