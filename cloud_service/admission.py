@@ -7,8 +7,9 @@ waits longer than ``queue_timeout_s``, is shed with 503 and a Retry-After estima
 from the queue and the recent service time: a clear "come back later" instead of a
 client-side timeout. A waiting request whose client went away leaves the queue.
 
-Callers are the route threads (FastAPI runs plain ``def`` routes in a thread pool), so
-waiting blocks a thread: ``thread_capacity`` says how many the pool needs.
+Waiting blocks a thread. The app reserves a place on the event loop first (``reserve``,
+never blocking), so a shed request takes no thread, then waits and runs in a thread of
+a pool of ``thread_capacity``: one per place.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ MAX_RETRY_AFTER_S = 60
 
 
 @dataclass(eq=False)
-class _Ticket:
+class Ticket:
+    """A place at the engine: granted, or waiting in its tenant's queue."""
+
     tenant: str
     granted: threading.Event = field(default_factory=threading.Event)
 
@@ -50,7 +53,7 @@ class Admission:
         self._on_event = on_event or (lambda _event: None)
         self._lock = threading.Lock()
         self._active = 0
-        self._queues: OrderedDict[str, deque[_Ticket]] = OrderedDict()
+        self._queues: OrderedDict[str, deque[Ticket]] = OrderedDict()
         self._waiting = 0
         self._service_s = 1.0  # moving average of one request's time in a slot
 
@@ -73,12 +76,52 @@ class Admission:
 
         Raises Overloaded (shed) or ClientGone (dropped) before the body runs.
         """
-        self._acquire(tenant, client_gone)
+        ticket = self.reserve(tenant)
+        with self.hold(ticket, client_gone):
+            yield
+
+    def reserve(self, tenant: str) -> Ticket:
+        """Take a place: a slot now, or one in the queue. Never blocks.
+
+        Raises Overloaded when the queue is full. Callers on the event loop reserve
+        before taking a thread, so a shed request costs no thread.
+        """
+        with self._lock:
+            ticket = Ticket(tenant)
+            if self._active < self.slots and not self._waiting:
+                self._active += 1
+                ticket.granted.set()
+                return ticket
+            if self._waiting >= self.max_queue:
+                self._on_event("queue_full")
+                raise Overloaded(
+                    f"the engine is busy ({self._active} running, {self._waiting} waiting); "
+                    "retry later",
+                    retry_after_s=self.retry_after_s(),
+                )
+            self._queues.setdefault(tenant, deque()).append(ticket)
+            self._waiting += 1
+            return ticket
+
+    @contextmanager
+    def hold(
+        self, ticket: Ticket, client_gone: Callable[[], bool] = lambda: False
+    ) -> Iterator[None]:
+        """Wait for the reserved slot (blocking), hold it for the ``with``, pass it on."""
+        self._wait(ticket, client_gone)
         started = time.monotonic()
         try:
             yield
         finally:
             self._release(time.monotonic() - started)
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Give a reservation back unused (its request ended before it could wait)."""
+        with self._lock:
+            if not ticket.granted.is_set():
+                self._unqueue(ticket)
+                return
+        self._release(None)
 
     def retry_after_s(self) -> float:
         """When a shed request may expect room: the queue ahead of it, served by slots."""
@@ -88,21 +131,7 @@ class Admission:
 
     # -- the queue ------------------------------------------------------------------
 
-    def _acquire(self, tenant: str, client_gone: Callable[[], bool]) -> None:
-        with self._lock:
-            if self._active < self.slots and not self._waiting:
-                self._active += 1
-                return
-            if self._waiting >= self.max_queue:
-                self._on_event("queue_full")
-                raise Overloaded(
-                    f"the engine is busy ({self._active} running, {self._waiting} waiting); "
-                    "retry later",
-                    retry_after_s=self.retry_after_s(),
-                )
-            ticket = _Ticket(tenant)
-            self._queues.setdefault(tenant, deque()).append(ticket)
-            self._waiting += 1
+    def _wait(self, ticket: Ticket, client_gone: Callable[[], bool]) -> None:
         deadline = time.monotonic() + self.queue_timeout_s
         while not ticket.granted.wait(POLL_S):
             gone = client_gone()
@@ -111,10 +140,7 @@ class Admission:
             with self._lock:
                 if ticket.granted.is_set():
                     break  # granted while we looked away: handled below
-                self._queues[tenant].remove(ticket)
-                if not self._queues[tenant]:
-                    del self._queues[tenant]
-                self._waiting -= 1
+                self._unqueue(ticket)
             if gone:
                 self._on_event("client_gone")
                 raise ClientGone()
@@ -127,6 +153,14 @@ class Admission:
             self._release(None)
             self._on_event("client_gone")
             raise ClientGone()
+
+    def _unqueue(self, ticket: Ticket) -> None:
+        """Under the lock: drop a waiting ticket."""
+        tickets = self._queues[ticket.tenant]
+        tickets.remove(ticket)
+        if not tickets:
+            del self._queues[ticket.tenant]
+        self._waiting -= 1
 
     def _release(self, service_s: float | None) -> None:
         with self._lock:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from functools import partial
 from typing import TypeVar
 
 import anyio
@@ -79,16 +78,21 @@ class _EngineWork:
 
     async def run(self, http: Request, fn: Callable[[], T], *, tokens: int) -> T:
         tenant, gone = tenant_of(http), client_gone(http)
-        return await anyio.to_thread.run_sync(
-            partial(self._admitted, tenant, gone, tokens, fn), limiter=self._threads
-        )
+        ticket = self.admission.reserve(tenant.name)  # sheds here, before taking a thread
+        started = False
 
-    def _admitted(
-        self, tenant: Tenant, gone: threading.Event, tokens: int, fn: Callable[[], T]
-    ) -> T:
-        with self.admission.slot(tenant.name, gone.is_set):
-            self.quotas.charge_tokens(tenant, tokens)
-            return fn()
+        def admitted() -> T:
+            nonlocal started
+            started = True
+            with self.admission.hold(ticket, gone.is_set):
+                self.quotas.charge_tokens(tenant, tokens)
+                return fn()
+
+        try:
+            return await anyio.to_thread.run_sync(admitted, limiter=self._threads)
+        finally:
+            if not started:  # cancelled before a thread picked it up
+                self.admission.cancel(ticket)
 
 
 def tenant_of(http: Request) -> Tenant:
