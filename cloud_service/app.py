@@ -7,6 +7,7 @@ take the threads that cheap routes need.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_service.admission import Admission
 from cloud_service.engines import Engine, TopKRow, build_engine
-from cloud_service.errors import ClientGone, CloudError, ValidationFailed
+from cloud_service.errors import ClientGone, CloudError, SessionNotFound, ValidationFailed
 from cloud_service.metrics import CloudMetrics
 from cloud_service.middleware import (
     CLIENT_CLOSED_STATUS,
@@ -32,7 +33,7 @@ from cloud_service.middleware import (
     retry_after_header,
 )
 from cloud_service.quotas import TenantQuotas
-from cloud_service.sessions import SessionRegistry
+from cloud_service.sessions import OpenedSession, SessionRegistry
 from cloud_service.settings import CloudSettings
 from cloud_service.sketch import (
     SKETCH_SYSTEM,
@@ -220,29 +221,41 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
             completion_tokens=reply.completion_tokens,
         )
 
-    @app.post("/v1/sessions", response_model=SessionOpenResponse, status_code=201)
+    @app.post(
+        "/v1/sessions",
+        response_model=SessionOpenResponse,
+        response_model_exclude_none=True,
+        status_code=201,
+    )
     async def open_session(request: SessionOpenRequest, http: Request) -> SessionOpenResponse:
         tenant = tenant_of(http)
         if request.prompt_token_ids is not None:
-            tokens = list(request.prompt_token_ids)
+            prompt = list(request.prompt_token_ids)
         else:
             assert request.prompt is not None  # the model validator guarantees one of them
-            tokens = await anyio.to_thread.run_sync(
+            prompt = await anyio.to_thread.run_sync(
                 engine.chat_prompt_tokens, request.system, request.prompt
             )
+        committed, draft = prompt + list(request.append or ()), list(request.draft or ())
         limit = tenant.limits.max_sessions
-        opened = await work.run(
-            http,
-            lambda: registry.open(tokens, request.top_k, owner=tenant.name, owner_limit=limit),
-            tokens=len(tokens),
-        )
-        metrics.scored(tenant.name, len(tokens))
+
+        def reopen() -> OpenedSession:
+            if request.replaces is not None:  # this replica may still hold the lost one
+                with contextlib.suppress(SessionNotFound):
+                    registry.close(request.replaces, owner=tenant.name)
+            return registry.open(
+                committed, request.top_k, draft=draft, owner=tenant.name, owner_limit=limit
+            )
+
+        opened = await work.run(http, reopen, tokens=len(committed) + len(draft))
+        metrics.scored(tenant.name, len(committed) + len(draft))
         return SessionOpenResponse(
             session_id=opened.session_id,
-            prompt_tokens=opened.prompt_tokens,
+            prompt_tokens=len(prompt),
             top_k=opened.top_k,
             idle_timeout_s=registry.idle_timeout_s,
             next=_wire(opened.next),
+            draft_positions=[_wire(row) for row in opened.draft_positions] if draft else None,
         )
 
     @app.post("/v1/sessions/{session_id}/step", response_model=SessionStepResponse)

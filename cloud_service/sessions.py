@@ -39,6 +39,7 @@ class OpenedSession:
     prompt_tokens: int
     top_k: int
     next: TopKRow
+    draft_positions: list[TopKRow]  # after each drafted token (a reopened session's step)
 
 
 @dataclass(frozen=True)
@@ -95,17 +96,21 @@ class SessionRegistry:
         prompt_tokens: Sequence[int],
         top_k: int,
         *,
+        draft: Sequence[int] = (),
         owner: str = "",
         owner_limit: int | None = None,
     ) -> OpenedSession:
-        tokens = list(prompt_tokens)
+        """Open on ``prompt_tokens`` (committed) and score ``draft`` after them."""
+        tokens, draft = list(prompt_tokens), list(draft)
         self._check_top_k(top_k)
         self._check_ids(tokens, "prompt_token_ids")
+        self._check_ids(draft, "draft")
         if not tokens:
             raise ValidationFailed("the prompt is empty")
-        if len(tokens) > self.max_tokens:
+        if len(tokens) + len(draft) > self.max_tokens:
             raise SessionTokenCap(
-                f"the prompt has {len(tokens)} tokens; a session holds at most {self.max_tokens}"
+                f"the prompt has {len(tokens) + len(draft)} tokens; a session holds at most "
+                f"{self.max_tokens}"
             )
         self.sweep()
         if len(self) >= self.max_sessions:
@@ -121,14 +126,15 @@ class SessionRegistry:
             )
         session_id = secrets.token_urlsafe(16)
         try:
-            rows = self.engine.score(session_id, tokens, 1, self.max_top_k)
+            rows = self.engine.score(session_id, tokens + draft, len(draft) + 1, self.max_top_k)
         except BaseException:
             self.engine.release(session_id)
             raise
-        session = _Session(session_id, top_k, tokens, [], rows, self._clock(), owner)
+        session = _Session(session_id, top_k, tokens, draft, rows, self._clock(), owner)
         with self._lock:
             self._sessions[session_id] = session
-        return OpenedSession(session_id, len(tokens), top_k, rows[0].head(top_k))
+        heads = [row.head(top_k) for row in rows]
+        return OpenedSession(session_id, len(tokens), top_k, heads[0], heads[1:])
 
     def step(
         self,
