@@ -26,7 +26,7 @@ Per configuration:
   the prefix view or true. Positions the view holds back use the small model alone, as
   in generation.
 
-    python bench/leakage.py [DATASET.json] [--tasks 30] [--max-tokens 64]
+    python -m bench.leakage [DATASET.json] [--tasks 30] [--max-tokens 64]
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -45,25 +44,19 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import DEFAULT_DATASET, RESULTS
+from bench.harness import both_ends, load_tasks, record_user_id
+from bench.private_items import KINDS, PrivateItem, leaks, private_items
+from cloud_service.settings import CloudSettings
+from cloud_service.testing import shared_default_engine, start_cloud_server
+from edge_agent.app import EdgeServices
+from edge_agent.collab.fusion import fused_logprob, make_rule
+from edge_agent.collab.nll import cloud_positions, reference_tokens
+from edge_agent.collab.prefix_view import make_view
+from edge_agent.collab.private import build_private_prompt, start_private
+from edge_agent.outbound import CloudClient, CloudUsage
+from edge_agent.prompts import PUBLIC_SYSTEM, task_title
 
-from bench.private_items import KINDS, PrivateItem, leaks, private_items  # noqa: E402
-from cloud_service.settings import CloudSettings  # noqa: E402
-from cloud_service.testing import shared_default_engine, start_cloud_server  # noqa: E402
-from edge_agent.app import EdgeServices, build_services, create_app  # noqa: E402
-from edge_agent.collab.fusion import fused_logprob, make_rule  # noqa: E402
-from edge_agent.collab.nll import cloud_positions, reference_tokens  # noqa: E402
-from edge_agent.collab.prefix_view import make_view  # noqa: E402
-from edge_agent.collab.private import build_private_prompt, start_private  # noqa: E402
-from edge_agent.outbound import CloudClient, CloudUsage  # noqa: E402
-from edge_agent.prompts import PUBLIC_SYSTEM, task_title  # noqa: E402
-from edge_agent.settings import EdgeSettings  # noqa: E402
-from edge_agent.store import derive_user_id  # noqa: E402
-from edge_agent.store.cogenesis_format import import_file  # noqa: E402
-from tests.servers import running_server  # noqa: E402
-
-DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "cogenesis_context_aware_dev.json"
 TOKEN = "bench-token-" + "x" * 12
 
 
@@ -92,43 +85,25 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=30)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--nll-tokens", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "leakage.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "leakage.json")
     args = parser.parse_args()
-    if not args.dataset.is_file():
-        print(f"bench/leakage.py: no such dataset: {args.dataset}", file=sys.stderr)
-        return 2
-    records = json.loads(args.dataset.read_text(encoding="utf-8"))[: args.tasks]
+    records = load_tasks(args.dataset, args.tasks, "leakage")
     work = Path(tempfile.mkdtemp(prefix="bench-leakage-"))
-    subset = work / "tasks.json"
-    subset.write_text(json.dumps(records), encoding="utf-8")
     received = work / "received.jsonl"
 
     started = time.perf_counter()
     engine = shared_default_engine()
-    cloud_url, stop_cloud = start_cloud_server(
-        CloudSettings(token=TOKEN, record_requests_to=received), engine
-    )
-    # Teacher forcing goes to a second, unrecorded server on the same engine, so the
-    # recorded traffic is exactly what the requests sent.
-    eval_url, stop_eval = start_cloud_server(CloudSettings(token=TOKEN), engine)
-    try:
-        settings = EdgeSettings(
-            db_url=f"sqlite:///{work / 'edge.db'}",
-            cloud_url=cloud_url,
-            cloud_token=TOKEN,
-            max_tokens=args.max_tokens,
-            prefix_cache_entries=64,
-            workers=1,
-        )
-        services = build_services(settings)
-        import_file(subset, services.store.profiles, progress=False)
-        warm_up(services, records)
-        evaluator = Evaluator(services, eval_url, args.nll_tokens)
-        with running_server(create_app(settings, services=services)) as edge_url:
-            rows = run(edge_url, received, services, evaluator, records, args.max_tokens)
-    finally:
-        stop_eval()
-        stop_cloud()
+    recorded = CloudSettings(token=TOKEN, record_requests_to=received)
+    with both_ends(records, work, recorded, engine, max_tokens=args.max_tokens, workers=1) as ends:
+        # Teacher forcing goes to a second, unrecorded server on the same engine, so the
+        # recorded traffic is exactly what the requests sent.
+        eval_url, stop_eval = start_cloud_server(CloudSettings(token=TOKEN), engine)
+        try:
+            warm_up(ends.services, records)
+            evaluator = Evaluator(ends.services, eval_url, args.nll_tokens)
+            rows = run(ends.edge_url, received, ends.services, evaluator, records, args.max_tokens)
+        finally:
+            stop_eval()
     summary = summarize(rows)
     print_table(summary, len(records), time.perf_counter() - started)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -270,18 +245,6 @@ def measure(out: dict[str, Any], items: list[PrivateItem]) -> dict[str, Any]:
         of_kind = [i for i in items if i.kind == kind]
         row[f"leak_{kind}"] = sum(i.kind == kind for i in hit) / len(of_kind) if of_kind else None
     return row
-
-
-def record_user_id(record: dict) -> str:
-    """The stored id of a record's person, derived as the importer does."""
-    fields = dict(
-        line.split(":", 1) for line in record["additional_profile"].splitlines() if ":" in line
-    )
-
-    def get(key: str) -> str | None:
-        return fields.get(key, "").strip() or None
-
-    return derive_user_id(get("Name"), get("Age"), get("Occupation"), get("Location"))
 
 
 # --- answer quality -----------------------------------------------------------------

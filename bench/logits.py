@@ -13,7 +13,7 @@ Prints a table and writes JSON (bench/results/logits.json). The cloud runs as a 
 server: by default a separate process (`python -m cloud_service serve` on a free port),
 like a remote machine; `--cloud inproc` uses cloud_service.testing in this process.
 
-    .venv/bin/python bench/logits.py [DATASET] [--tasks 20] [--max-tokens 128]
+    .venv/bin/python -m bench.logits [DATASET] [--tasks 20] [--max-tokens 128]
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,21 +31,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import httpx
+from tqdm import tqdm
 
-import httpx  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from bench import DEFAULT_DATASET, RESULTS, ROOT
+from cogenesis.servers import free_port
+from edge_agent.collab.logits import LogitsOptions, run_logits
+from edge_agent.collab.nll import dataset_prompts, load_dataset
+from edge_agent.collab.schedule import Schedule
+from edge_agent.outbound import CloudClient, CloudUsage
+from edge_agent.slm import SmallModel
+from shared_protocol.defaults import default_gguf_path
 
-from edge_agent.collab.logits import LogitsOptions, run_logits  # noqa: E402
-from edge_agent.collab.nll import dataset_prompts, load_dataset  # noqa: E402
-from edge_agent.collab.schedule import Schedule  # noqa: E402
-from edge_agent.outbound import CloudClient, CloudUsage  # noqa: E402
-from edge_agent.slm import SmallModel  # noqa: E402
-from shared_protocol.defaults import default_gguf_path  # noqa: E402
-
-DEFAULT_DATASET = ROOT / ".." / "shared" / "data" / "cogenesis_context_aware_dev.json"
-DEFAULT_OUT = ROOT / "bench" / "results" / "logits.json"
+DEFAULT_OUT = RESULTS / "logits.json"
 PAPER_SCHEDULE = Schedule(5, 10, 3)
 BENCH_TOKEN = "bench-logits-token"
 TARGETS = {"uplink_bytes_per_token": 64, "round_trips_per_token": 0.25, "speed_vs_local": 0.7}
@@ -110,12 +107,6 @@ class MemoryLedger:
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def cloud_server(mode: str, threads: int | None) -> Iterator[str]:
     if mode == "inproc":
@@ -128,8 +119,8 @@ def cloud_server(mode: str, threads: int | None) -> Iterator[str]:
         finally:
             server.stop()
         return
-    port = _free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    port = free_port()
+    env = dict(os.environ)
     env["COGENESIS_CLOUD_TOKEN"] = BENCH_TOKEN
     if threads:
         env["COGENESIS_CLOUD_N_THREADS"] = str(threads)

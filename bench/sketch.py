@@ -7,7 +7,7 @@ For each task it measures, through the edge's HTTP endpoint:
   - time to first token for a cold user (no cached prefix) and a returning one.
 Times are reported as ratios against local-only measured in the same run.
 
-    python bench/sketch.py [DATASET.json] [--tasks 20] [--max-tokens 128]
+    python -m bench.sketch [DATASET.json] [--tasks 20] [--max-tokens 128]
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,18 +22,10 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import DEFAULT_DATASET, RESULTS
+from bench.harness import both_ends, load_tasks, record_user_id
+from cloud_service.settings import CloudSettings
 
-from cloud_service.app import create_app as create_cloud_app  # noqa: E402
-from cloud_service.settings import CloudSettings  # noqa: E402
-from edge_agent.app import build_services, create_app  # noqa: E402
-from edge_agent.settings import EdgeSettings  # noqa: E402
-from edge_agent.store import derive_user_id  # noqa: E402
-from edge_agent.store.cogenesis_format import import_file  # noqa: E402
-from tests.servers import running_server  # noqa: E402
-
-DEFAULT_DATASET = ROOT.parent / "shared" / "data" / "cogenesis_context_aware_dev.json"
 TOKEN = "bench-token"
 
 
@@ -43,32 +34,14 @@ def main() -> int:
     parser.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sketch.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "sketch.json")
     args = parser.parse_args()
-    if not args.dataset.is_file():
-        print(f"bench/sketch.py: no such dataset: {args.dataset}", file=sys.stderr)
-        return 2
 
-    records = json.loads(args.dataset.read_text(encoding="utf-8"))[: args.tasks]
+    records = load_tasks(args.dataset, args.tasks, "sketch")
+    users = {r.get("tid"): record_user_id(r) for r in records}
     work = Path(tempfile.mkdtemp(prefix="bench-sketch-"))
-    subset = work / "tasks.json"
-    subset.write_text(json.dumps(records), encoding="utf-8")
-
-    cloud_settings = CloudSettings(token=TOKEN)
-    with running_server(create_cloud_app(cloud_settings)) as cloud_url:
-        settings = EdgeSettings(
-            db_url=f"sqlite:///{work / 'edge.db'}",
-            cloud_url=cloud_url,
-            cloud_token=TOKEN,
-            max_tokens=args.max_tokens,
-            prefix_cache_entries=64,
-        )
-        services = build_services(settings)
-        report = import_file(subset, services.store.profiles, progress=False)
-        users = {r.get("tid"): record_user_id(r) for r in records}
-        assert set(users.values()) <= set(report.user_ids)
-        with running_server(create_app(settings, services=services)) as edge_url:
-            rows = run(edge_url, records, users, args.max_tokens)
+    with both_ends(records, work, CloudSettings(token=TOKEN), max_tokens=args.max_tokens) as ends:
+        rows = run(ends.edge_url, records, users, args.max_tokens)
     summary = summarize(rows)
     print_table(summary)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -174,15 +147,6 @@ def print_table(summary: dict) -> None:
     for key, value in summary.items():
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"{key:<28}{shown:>12}")
-
-
-def record_user_id(record: dict) -> str:
-    """The stored id of a record's person, derived as the importer does."""
-    fields = dict(
-        line.split(":", 1) for line in record["additional_profile"].splitlines() if ":" in line
-    )
-    get = lambda key: fields.get(key, "").strip() or None  # noqa: E731
-    return derive_user_id(get("Name"), get("Age"), get("Occupation"), get("Location"))
 
 
 if __name__ == "__main__":

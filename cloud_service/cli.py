@@ -1,9 +1,10 @@
 """`cogenesis cloud serve`: run the cloud service with uvicorn.
 `cogenesis cloud convert-gguf`: make a GGUF loadable by the vllm engine.
 
-Tokens come from the environment (COGENESIS_CLOUD_TOKEN, COGENESIS_CLOUD_TENANTS) or the
-tenants file (COGENESIS_CLOUD_TENANTS_FILE), never from argv, where other users of the
-machine could read them.
+The flags of `serve` are derived from CloudSettings, as the edge's are from EdgeSettings
+(shared_protocol.settings_cli). Tokens come from the environment (COGENESIS_CLOUD_TOKEN,
+COGENESIS_CLOUD_TENANTS, COGENESIS_CLOUD_METRICS_TOKEN) or the tenants file only, never
+from argv, where other users of the machine could read them.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from cloud_service.errors import EngineUnavailable
 from cloud_service.settings import CloudSettings
 from cloud_service.tenants import TenantsFileError
 from shared_protocol.defaults import DefaultModelMissing
+from shared_protocol.settings_cli import SettingsError, add_settings_flags, load_settings
 
 EXIT_USAGE = 2
+# Every setting is a flag but the secrets (argv is visible to other users of the machine)
+# and the tenant list (JSON in env COGENESIS_CLOUD_TENANTS, or the tenants file).
+NOT_FLAGS = {"token", "metrics_token", "tenants"}
+SERVE_SETTINGS = [name for name in CloudSettings.model_fields if name not in NOT_FLAGS]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,14 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="serve the /v1 API",
-        description="Tenants: env COGENESIS_CLOUD_TENANTS_FILE, COGENESIS_CLOUD_TENANTS or "
-        "COGENESIS_CLOUD_TOKEN.",
+        description="Flags override COGENESIS_CLOUD_* variables, which override defaults. "
+        "Tenants: --tenants-file, env COGENESIS_CLOUD_TENANTS (JSON) or "
+        "COGENESIS_CLOUD_TOKEN (one token, tenant 'default').",
     )
-    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8600)")
-    serve.add_argument("--model", type=Path, help="GGUF file (default: embedded SmolLM2)")
-    serve.add_argument("--engine", choices=["llamacpp", "vllm"], help="default llamacpp")
-    serve.add_argument("--n-ctx", type=int, help="context window (default 4096)")
+    add_settings_flags(serve, CloudSettings, SERVE_SETTINGS, aliases={"model_path": ["--model"]})
     serve.add_argument("--log-level", default="info", help="uvicorn log level")
     convert = commands.add_parser(
         "convert-gguf",
@@ -63,21 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    overrides = {
-        name: value
-        for name, value in {
-            "host": args.host,
-            "port": args.port,
-            "model_path": args.model,
-            "engine": args.engine,
-            "n_ctx": args.n_ctx,
-        }.items()
-        if value is not None
-    }
     try:
-        settings = CloudSettings(**overrides)
-    except ValidationError as exc:
-        return _fail(f"invalid settings:\n{exc}")
+        settings = load_settings(CloudSettings, args)
+    except SettingsError as exc:
+        return _fail(str(exc))
     try:
         tenants = settings.tenant_directory()
     except TenantsFileError as exc:
@@ -85,7 +75,7 @@ def serve(args: argparse.Namespace) -> int:
     if not len(tenants):
         return _fail(
             "no tenant is configured: set COGENESIS_CLOUD_TOKEN, or list tenants in "
-            "COGENESIS_CLOUD_TENANTS_FILE"
+            "--tenants-file (COGENESIS_CLOUD_TENANTS_FILE)"
         )
     try:
         model = settings.resolved_model_path()

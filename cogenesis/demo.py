@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 
 import httpx
+
+from cogenesis.servers import free_port
 
 EXAMPLE_PROFILE = "example_profile.json"
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     task = args.task or _first_task(profiles)
 
     with ExitStack() as stack:
-        cloud_port, edge_port = _free_port(), _free_port()
+        cloud_port, edge_port = free_port(), free_port()
         _step(f"Starting the cloud service on 127.0.0.1:{cloud_port}")
         cloud = _start(["cloud", "serve", "--port", str(cloud_port)], env, workdir / "cloud.log")
         stack.callback(_stop, cloud)
@@ -199,12 +200,6 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float
             pass
         time.sleep(0.3)
     raise SystemExit(f"cogenesis demo: {url} did not come up in {timeout:.0f} s; see {log}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _step(title: str) -> None:

@@ -1,7 +1,8 @@
 """The edge's commands: serve, profiles, ledger, fusion, eval.
 
-Every user error ends as a one-line message on stderr and exit code 2, never a
-traceback.
+Setting flags are derived from EdgeSettings (shared_protocol.settings_cli, as the cloud's
+from CloudSettings). Every user error, a bad setting included, ends as a one-line message
+on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from datetime import datetime
 from pathlib import Path
 
 from edge_agent.settings import EdgeSettings
+from shared_protocol.hosts import is_loopback
+from shared_protocol.settings_cli import SettingsError, add_settings_flags, load_settings
+
+# Every setting is a flag but the token: argv is visible to other users of the machine.
+SERVE_SETTINGS = [name for name in EdgeSettings.model_fields if name != "cloud_token"]
+FLAG_ALIASES = {"db_url": ["--db"], "model_path": ["--model"]}
 
 
 class CliError(Exception):
@@ -29,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args) or 0
-    except CliError as exc:
+    except (CliError, SettingsError) as exc:
         print(f"cogenesis: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -41,31 +48,31 @@ def _parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group")
 
     edge = groups.add_parser("edge", help="the edge agent").add_subparsers(dest="command")
-    serve = edge.add_parser("serve", help="run the local endpoint")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--cloud-url")
-    serve.add_argument("--db", help="SQLAlchemy URL of the private store")
-    serve.add_argument("--model", type=Path, help="GGUF of the small model")
-    serve.add_argument("--guard-policy", choices=["redact", "block", "off"])
+    serve = edge.add_parser(
+        "serve",
+        help="run the local endpoint",
+        description="Flags override COGENESIS_EDGE_* variables, which override defaults. "
+        "The cloud token comes from env COGENESIS_CLOUD_TOKEN only.",
+    )
+    _setting_flags(serve, SERVE_SETTINGS)
     serve.set_defaults(handler=_serve)
 
     profiles = groups.add_parser("profiles", help="stored users").add_subparsers(dest="command")
     imp = profiles.add_parser("import", help="import users from a CoGenesis-format file")
     imp.add_argument("file", type=Path)
-    imp.add_argument("--db")
+    _setting_flags(imp)
     imp.set_defaults(handler=_profiles_import)
     exp = profiles.add_parser("export", help="export users in the CoGenesis format")
     exp.add_argument("--user", action="append", help="a user id (repeatable; default all)")
     exp.add_argument("--out", type=Path, help="file to write (default: stdout)")
-    exp.add_argument("--db")
+    _setting_flags(exp)
     exp.set_defaults(handler=_profiles_export)
     lst = profiles.add_parser("list", help="list stored users")
-    lst.add_argument("--db")
+    _setting_flags(lst)
     lst.set_defaults(handler=_profiles_list)
     show = profiles.add_parser("show", help="show one user")
     show.add_argument("user")
-    show.add_argument("--db")
+    _setting_flags(show)
     show.set_defaults(handler=_profiles_show)
     delete = profiles.add_parser("delete", help="delete a user and all their data")
     delete.add_argument("user")
@@ -74,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also delete the ledger of what was sent for this user",
     )
-    delete.add_argument("--db")
+    _setting_flags(delete)
     delete.set_defaults(handler=_profiles_delete)
 
     ledger = groups.add_parser("ledger", help="what left the device").add_subparsers(dest="command")
@@ -86,11 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     lshow.add_argument("--limit", type=int, default=20)
     lshow.add_argument("--offset", type=int, default=0)
     lshow.add_argument("--json", action="store_true", help="machine-readable output")
-    lshow.add_argument("--db")
+    _setting_flags(lshow)
     lshow.set_defaults(handler=_ledger_show)
     verify = ledger.add_parser("verify", help="re-scan every payload for private terms")
     verify.add_argument("--user")
-    verify.add_argument("--db")
+    _setting_flags(verify, ["db_url", "model_path"])
     verify.set_defaults(handler=_ledger_verify)
 
     fusion = groups.add_parser("fusion", help="logits fusion").add_subparsers(dest="command")
@@ -112,9 +119,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _research_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cloud-url")
-    parser.add_argument("--model", type=Path)
-    parser.add_argument("--db")
+    _setting_flags(parser, ["cloud_url", "model_path", "db_url"])
+
+
+def _setting_flags(parser: argparse.ArgumentParser, fields: list[str] | None = None) -> None:
+    """Flags for the settings a command reads; the private store's by default."""
+    add_settings_flags(parser, EdgeSettings, fields or ["db_url"], aliases=FLAG_ALIASES)
 
 
 def _timestamp(value: str) -> float:
@@ -129,15 +139,7 @@ def _timestamp(value: str) -> float:
 
 
 def _settings(args: argparse.Namespace) -> EdgeSettings:
-    overrides = {
-        "host": getattr(args, "host", None),
-        "port": getattr(args, "port", None),
-        "cloud_url": getattr(args, "cloud_url", None),
-        "db_url": getattr(args, "db", None),
-        "model_path": getattr(args, "model", None),
-        "guard_policy": getattr(args, "guard_policy", None),
-    }
-    return EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
+    return load_settings(EdgeSettings, args)
 
 
 def _store(args: argparse.Namespace):
@@ -160,7 +162,7 @@ def _serve(args: argparse.Namespace) -> int:
     from shared_protocol.defaults import DefaultModelMissing
 
     settings = _settings(args)
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+    if not is_loopback(settings.host):
         print(
             f"cogenesis: warning: the edge agent listens on {settings.host}; any machine "
             "that reaches it can read this device's private profiles",
@@ -281,12 +283,15 @@ def _ledger_show(args: argparse.Namespace) -> int:
 
 def _ledger_verify(args: argparse.Namespace) -> int:
     from edge_agent.guard.verify import verify_ledger
-    from edge_agent.slm import load_detokenizer
-    from shared_protocol.defaults import default_gguf_path
+    from edge_agent.slm import ModelLoadError, load_detokenizer
+    from shared_protocol.defaults import DefaultModelMissing, default_gguf_path
 
     store = _store(args)
-    model_path = _settings(args).model_path or default_gguf_path()
-    report = verify_ledger(store, user_id=args.user, detokenize=load_detokenizer(model_path))
+    try:
+        detokenize = load_detokenizer(_settings(args).model_path or default_gguf_path())
+    except (ModelLoadError, DefaultModelMissing) as exc:
+        raise CliError(str(exc)) from exc
+    report = verify_ledger(store, user_id=args.user, detokenize=detokenize)
     for hit in report.hits:
         print(f"HIT entry #{hit.entry_id} user={hit.user_id}: {hit.kind} ({hit.description})")
     print(f"checked {report.entries} entries: {len(report.hits)} hits")

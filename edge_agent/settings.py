@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GuardPolicy = Literal["redact", "block", "off"]
@@ -46,8 +46,8 @@ class EdgeSettings(BaseSettings):
     max_tokens: int = Field(256, ge=1, le=4096, description="Default answer length in tokens.")
     history_items: int = Field(4, ge=0, description="Writing samples put in the private prompt.")
     history_chars: int = Field(1200, ge=0, description="Characters kept of each writing sample.")
-    cloud_timeout_s: float = Field(60.0, gt=0, description="Read timeout of one cloud call.")
-    cloud_connect_timeout_s: float = Field(3.0, gt=0, description="Connect timeout.")
+    cloud_timeout_s: float = Field(60.0, gt=0, description="Read timeout of one cloud call, s.")
+    cloud_connect_timeout_s: float = Field(3.0, gt=0, description="Cloud connect timeout, s.")
     cloud_retries: int = Field(2, ge=0, description="Retries of idempotent cloud calls.")
     prefix_cache_entries: int = Field(8, ge=0, description="Users whose KV prefix is kept.")
     prefix_cache_dir: Path | None = Field(
@@ -62,3 +62,19 @@ class EdgeSettings(BaseSettings):
     draft_tokens: int = Field(8, ge=0, le=16, description="Draft length (0 = step by step).")
     top_k: int = Field(10, ge=1, le=20, description="Top-k log-probs asked of the cloud.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
+
+    @field_validator("db_url")
+    @classmethod
+    def _db_url_names_a_database(cls, value: str | None) -> str | None:
+        # A URL that SQLAlchemy cannot read is a bad setting, not a traceback at first use.
+        if value is not None:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                make_url(value).get_dialect().import_dbapi()
+            except ArgumentError as exc:
+                raise ValueError(f"not a usable SQLAlchemy URL: {exc}") from None
+            except ImportError as exc:
+                raise ValueError(f"the database driver is not installed: {exc}") from None
+        return value

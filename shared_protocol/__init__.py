@@ -2,7 +2,9 @@
 
 It carries context-free instructions, sketches, token ids and top-k log-probs. No model
 here has a field that could carry profile or history text. This package imports neither
-end.
+end. Beside the protocol it holds the few rules both ends must share: the default model
+(``defaults``), which hosts are loopback (``hosts``) and the CLI's settings flags
+(``settings_cli``).
 """
 
 from shared_protocol.limits import PROTOCOL_VERSION
