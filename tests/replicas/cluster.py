@@ -10,14 +10,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from cogenesis.servers import free_port, start_cloud_process, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SBIN = "/usr/sbin:/sbin:/usr/local/sbin"
@@ -26,12 +23,6 @@ LB_CONF = ROOT / "deploy" / "nginx" / "cloud-lb.conf"
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:{SBIN}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -58,7 +49,6 @@ class Cluster:
     url: str
     workdir: Path
     token: str
-    extra: list[subprocess.Popen] = field(default_factory=list)
 
     def stop(self) -> None:
         if self.balancer.poll() is None:
@@ -74,36 +64,12 @@ def start_replica(workdir: Path, token: str, index: int, env: dict[str, str]) ->
     port = free_port()
     log = workdir / f"replica-{index}.log"
     environment = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
         "COGENESIS_CLOUD_TOKEN": token,
         "COGENESIS_CLOUD_PORT": str(port),
         "COGENESIS_CLOUD_N_THREADS": "1",
         **env,
     }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cloud_service", "serve", "--log-level", "warning"],
-            env=environment,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Replica(port, process, log)
-
-
-def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not become healthy: {log.read_text()[-2000:]}")
+    return Replica(port, start_cloud_process(environment, log), log)
 
 
 def nginx_config(workdir: Path, listen: int, upstreams: list[int]) -> str:
