@@ -21,8 +21,8 @@ from shared_protocol.settings_cli import SettingsError, add_settings_flags, load
 
 EXIT_USAGE = 2
 # Every setting is a flag but the secrets (argv is visible to other users of the machine)
-# and the tenant list (JSON in env COGENESIS_CLOUD_TENANTS, or the tenants file).
-NOT_FLAGS = {"token", "metrics_token", "tenants"}
+# and the JSON ones (env COGENESIS_CLOUD_TENANTS, or the tenants file; vLLM options).
+NOT_FLAGS = {"token", "metrics_token", "tenants", "vllm_options"}
 SERVE_SETTINGS = [name for name in CloudSettings.model_fields if name not in NOT_FLAGS]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -104,6 +104,11 @@ class CloudSettings(BaseSettings):
     )
     max_top_k: int = Field(
         limits.MAX_TOP_K, ge=1, le=limits.MAX_TOP_K, description="Largest top-k served."
+    )
+    vllm_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra vllm.LLM arguments as JSON (env COGENESIS_CLOUD_VLLM_OPTIONS), e.g. "
+        '{"tensor_parallel_size": 4, "pipeline_parallel_size": 2}; see deploy/README.md.',
     )
     record_requests_to: Path | None = Field(
         None,
