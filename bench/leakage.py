@@ -51,11 +51,11 @@ from cloud_service.settings import CloudSettings
 from cloud_service.testing import shared_default_engine, start_cloud_server
 from edge_agent.app import EdgeServices
 from edge_agent.collab.fusion import fused_logprob, make_rule
-from edge_agent.collab.nll import cloud_positions, reference_tokens
 from edge_agent.collab.prefix_view import make_view
 from edge_agent.collab.private import build_private_prompt, start_private
 from edge_agent.outbound import CloudClient, CloudUsage
 from edge_agent.prompts import PUBLIC_SYSTEM, task_title
+from research.teacher_forcing import cloud_positions, reference_tokens
 
 TOKEN = "bench-token-" + "x" * 12
 
@@ -276,7 +276,8 @@ class Evaluator:
         task = record["conversations"][0]["value"]
         out: dict[str, float] = {}
         with svc.pool.acquire() as slm:
-            targets = reference_tokens(slm, record, self.nll_tokens)
+            reference = record["conversations"][1]["value"]
+            targets = reference_tokens(slm, reference, self.nll_tokens)
             edge = {}
             for config in CONFIGS:
                 if config.mode == "cogenesis-logits":

@@ -37,10 +37,10 @@ from tqdm import tqdm
 from bench import DEFAULT_DATASET, RESULTS, ROOT
 from cogenesis.servers import free_port
 from edge_agent.collab.logits import LogitsOptions, run_logits
-from edge_agent.collab.nll import dataset_prompts, load_dataset
 from edge_agent.collab.schedule import Schedule
 from edge_agent.outbound import CloudClient, CloudUsage
 from edge_agent.slm import SmallModel
+from research.dataset import load_tasks, task_prompts
 from shared_protocol.defaults import default_gguf_path
 
 DEFAULT_OUT = RESULTS / "logits.json"
@@ -156,17 +156,17 @@ def cloud_server(mode: str, threads: int | None) -> Iterator[str]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    records = load_dataset(args.dataset, args.tasks)
+    tasks = load_tasks(args.dataset, args.tasks)
     slm = SmallModel(default_gguf_path(), n_ctx=4096, n_threads=args.edge_threads)
-    build = dataset_prompts(slm)
+    build = task_prompts(slm)
     totals = {c.name: Totals() for c in CONFIGS}
     with cloud_server(args.cloud, args.cloud_threads) as url:
         client = CloudClient(url, token=BENCH_TOKEN, ledger=MemoryLedger(), timeout_s=60)
         info = client.info()
         if info.tokenizer_fingerprint != slm.tokenizer_fingerprint:
             raise SystemExit("the cloud's tokenizer differs from the small model's")
-        for index, record in enumerate(tqdm(records, desc="logits bench", unit="task")):
-            private, public = build(record)
+        for index, task in enumerate(tqdm(tasks, desc="logits bench", unit="task")):
+            private, public = build(task)
             slm.start(private)  # prefill once; every run below reuses it
             outputs: dict[str, list[int]] = {}
             speeds: dict[str, float] = {}
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> dict:
             for name, reference in SAME_OUTPUT.items():
                 totals[name].compared += 1
                 totals[name].identical += outputs[name] == outputs[reference]
-    return summarize(args, totals, len(records))
+    return summarize(args, totals, len(tasks))
 
 
 def summarize(args: argparse.Namespace, totals: dict[str, Totals], n_tasks: int) -> dict:

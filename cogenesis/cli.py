@@ -1,14 +1,15 @@
 """The `cogenesis` command: dispatches to each end's own CLI.
 
-This is the one place that knows both ends. Each end is imported lazily, so the cloud
-host never needs the edge's dependencies and the reverse.
+This is the one place that knows both ends. Each end, and the research tools, is
+imported lazily, so the cloud host never needs the edge's dependencies and the reverse.
 """
 
 from __future__ import annotations
 
 import sys
 
-EDGE_GROUPS = ("edge", "profiles", "ledger", "fusion", "eval")
+EDGE_GROUPS = ("edge", "profiles", "ledger")
+RESEARCH_GROUPS = ("fusion", "eval")
 
 USAGE = """usage: cogenesis COMMAND ...
 
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from edge_agent.cli import main as edge_main
 
         return edge_main(args)
+    if command in RESEARCH_GROUPS:
+        from research.cli import main as research_main
+
+        return research_main(args)
     if command == "demo":
         from cogenesis.demo import main as demo_main
 

@@ -1,4 +1,4 @@
-"""The edge's commands: serve, profiles, ledger, fusion, eval.
+"""The edge's commands: serve, profiles, ledger (research commands are in research/cli.py).
 
 Setting flags are derived from EdgeSettings (shared_protocol.settings_cli, as the cloud's
 from CloudSettings). Every user error, a bad setting included, ends as a one-line message
@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -100,26 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     _setting_flags(verify, ["db_url", "model_path"])
     verify.set_defaults(handler=_ledger_verify)
 
-    fusion = groups.add_parser("fusion", help="logits fusion").add_subparsers(dest="command")
-    train = fusion.add_parser("train", help="train the learned gate on a CoGenesis dataset")
-    train.add_argument("file", type=Path)
-    train.add_argument("--out", type=Path, required=True)
-    train.add_argument("--max-tasks", type=int, default=40)
-    _research_flags(train)
-    train.set_defaults(handler=_fusion_train)
-
-    evaluate = groups.add_parser("eval", help="quality evaluation").add_subparsers(dest="command")
-    nll = evaluate.add_parser("nll", help="teacher-forced NLL of the references")
-    nll.add_argument("file", type=Path)
-    nll.add_argument("--max-tasks", type=int, default=20)
-    nll.add_argument("--out", type=Path, default=Path("nll.json"))
-    _research_flags(nll)
-    nll.set_defaults(handler=_eval_nll)
     return parser
-
-
-def _research_flags(parser: argparse.ArgumentParser) -> None:
-    _setting_flags(parser, ["cloud_url", "model_path", "db_url"])
 
 
 def _setting_flags(parser: argparse.ArgumentParser, fields: list[str] | None = None) -> None:
@@ -296,71 +275,3 @@ def _ledger_verify(args: argparse.Namespace) -> int:
         print(f"HIT entry #{hit.entry_id} user={hit.user_id}: {hit.kind} ({hit.description})")
     print(f"checked {report.entries} entries: {len(report.hits)} hits")
     return 1 if report.hits else 0
-
-
-# --- research tools --------------------------------------------------------------------
-
-
-def _research_setup(args: argparse.Namespace):
-    from edge_agent.outbound import CloudClient, CloudError
-    from edge_agent.slm import SmallModel
-    from shared_protocol.defaults import default_gguf_path
-
-    if not args.file.is_file():
-        raise CliError(f"no such file: {args.file}")
-    settings = _settings(args)
-    store = _store(args)
-    slm = SmallModel(settings.model_path or default_gguf_path(), n_ctx=settings.n_ctx)
-    cloud = CloudClient(
-        settings.cloud_url,
-        token=settings.cloud_token,
-        ledger=store.ledger,
-        timeout_s=settings.cloud_timeout_s,
-    )
-    try:
-        info = cloud.info()
-    except CloudError as exc:
-        raise CliError(f"the cloud at {settings.cloud_url} is not reachable: {exc}") from exc
-    if info.tokenizer_fingerprint != slm.tokenizer_fingerprint:
-        raise CliError(
-            f"vocabulary mismatch: edge model {slm.model_id} and cloud model {info.model_id} "
-            "tokenize differently; logits fusion needs the same vocabulary"
-        )
-    return settings, slm, cloud
-
-
-def _fusion_train(args: argparse.Namespace) -> int:
-    from edge_agent.collab.nll import train_gate_from_dataset
-
-    _, slm, cloud = _research_setup(args)
-    with _dataset_errors(args.file):
-        report = train_gate_from_dataset(
-            args.file, slm, cloud, args.out, args.max_tasks, progress=sys.stderr.isatty()
-        )
-    print(report)
-    return 0
-
-
-def _eval_nll(args: argparse.Namespace) -> int:
-    from edge_agent.collab.nll import evaluate_nll
-
-    _, slm, cloud = _research_setup(args)
-    with _dataset_errors(args.file):
-        evaluate_nll(
-            args.file,
-            slm,
-            cloud,
-            max_tasks=args.max_tasks,
-            progress=sys.stderr.isatty(),
-            out_path=args.out,
-        )
-    return 0
-
-
-@contextmanager
-def _dataset_errors(path: Path) -> Iterator[None]:
-    """A malformed dataset is the user's error: one line, not a traceback."""
-    try:
-        yield
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise CliError(f"{path}: not a usable CoGenesis dataset: {exc!r}") from exc

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_agent.collab.fusion import FusionRuleName
 from edge_agent.settings import GuardPolicy
 
 
@@ -36,7 +37,7 @@ class CogenesisOptions(BaseModel):
 
     guard_policy: GuardPolicy | None = None
     sketch_points: int | None = Field(None, ge=1, le=12)
-    fusion: Literal["mean", "max", "weighted", "gate"] | None = None
+    fusion: FusionRuleName | None = None
     alpha: float | None = Field(None, ge=0, le=1)
     gate_path: str | None = None
     draft_tokens: int | None = Field(None, ge=0, le=16)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class KVState:
+    """The KV cells saved after exactly `tokens` (`llama_runtime.context.LiveContext.save`)."""
+
     tokens: list[int]
     data: bytes
 

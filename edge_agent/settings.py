@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge_agent.collab.fusion import FusionRuleName
+
 GuardPolicy = Literal["redact", "block", "off"]
 
 
@@ -56,7 +58,7 @@ class EdgeSettings(BaseSettings):
     guard_policy: GuardPolicy = Field("redact", description="Default outbound guard policy.")
     sketch_points: int = Field(6, ge=1, le=12, description="Outline points asked of the cloud.")
     sketch_max_tokens: int = Field(160, ge=16, le=1024, description="Token budget of a sketch.")
-    fusion: str = Field("mean", description="Default fusion rule in logits mode.")
+    fusion: FusionRuleName = Field("mean", description="Default fusion rule in logits mode.")
     fusion_alpha: float = Field(0.5, ge=0, le=1, description="Weight of the small model.")
     gate_path: Path | None = Field(None, description="Trained gate file for fusion='gate'.")
     draft_tokens: int = Field(8, ge=0, le=16, description="Draft length (0 = step by step).")

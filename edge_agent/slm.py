@@ -1,4 +1,4 @@
-"""The on-device small model: llama.cpp with the model's own chat template.
+"""The on-device small model: llama.cpp through the shared `llama_runtime`.
 
 `SmallModel` exposes decode-loop primitives (start, append, rewind) instead of a
 finished generate call, because the collaboration loops interleave the small model's
@@ -7,8 +7,6 @@ steps with the cloud's top-k at token granularity.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import queue
 import threading
 import time
@@ -17,19 +15,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import llama_cpp
 import numpy as np
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-from llama_cpp import Llama
 
 from edge_agent.prefix_cache import KVState, PrefixCache
-from shared_protocol.fingerprint import tokenizer_fingerprint
+from llama_runtime.chat_template import ChatTemplate
+from llama_runtime.context import LiveContext
+from llama_runtime.kv_state import KVStateError
+from llama_runtime.model import ModelLoadError, load_model, load_vocab
+from llama_runtime.vocab import end_of_generation_ids, vocab_fingerprint
+
+__all__ = [
+    "ContextFull",
+    "DecodeTimer",
+    "ModelLoadError",  # the runtime's, re-exported for the edge's callers
+    "PickFn",
+    "SmallModel",
+    "SmallModelPool",
+    "load_detokenizer",
+    "log_softmax",
+]
 
 PickFn = Callable[[np.ndarray], int]
-
-
-class ModelLoadError(RuntimeError):
-    pass
 
 
 class ContextFull(RuntimeError):
@@ -61,46 +67,17 @@ class SmallModel:
         n_threads: int | None = None,
         prefix_cache: PrefixCache | None = None,
     ) -> None:
-        if not Path(model_path).is_file():
-            raise ModelLoadError(f"model file not found: {model_path}")
-        threads = n_threads or max((os.cpu_count() or 2) // 2, 1)
-        try:
-            self._llm = Llama(
-                model_path=str(model_path),
-                n_ctx=n_ctx,
-                n_threads=threads,
-                # The library's default batch threads are all cores even when n_threads
-                # is lower; on a busy machine the spinning threads slow prefill badly.
-                n_threads_batch=threads,
-                logits_all=False,
-                # Batch invariance: with flash attention off and no one-token prefill
-                # batch (see start), a prompt's log-probs do not depend on how much of
-                # it came from the prefix cache.
-                flash_attn=False,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"cannot load GGUF model {model_path}: {exc}") from exc
+        self._llm = load_model(model_path, n_ctx=n_ctx, n_threads=n_threads)
+        self._context = LiveContext(self._llm)
         self.model_path = Path(model_path)
         self.model_id = self.model_path.stem
         self.n_ctx = n_ctx
         self.vocab_size = self._llm.n_vocab()
-        self.eos_ids = {self._llm.token_eos()}
+        self.eos_ids = end_of_generation_ids(self._llm)
         self.prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache(8)
         self.lock = threading.RLock()
         self.timer = DecodeTimer()
-        template = self._llm.metadata.get("tokenizer.chat_template")
-        self._template = (
-            ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
-                template
-            )
-            if template
-            else None
-        )
-        for name in ("<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>"):
-            ids = self._llm.tokenize(name.encode(), add_bos=False, special=True)
-            if len(ids) == 1:
-                self.eos_ids.add(ids[0])
+        self._template = ChatTemplate.of_model(self._llm)
         self._fingerprint: str | None = None
 
     # --- tokenizer -----------------------------------------------------------------
@@ -108,34 +85,14 @@ class SmallModel:
     @property
     def tokenizer_fingerprint(self) -> str:
         if self._fingerprint is None:
-            self._fingerprint = tokenizer_fingerprint(self._token_pieces())
+            self._fingerprint = vocab_fingerprint(self._llm)
         return self._fingerprint
-
-    def _token_pieces(self) -> Iterator[bytes]:
-        """Each token's raw bytes, special tokens as their text (the protocol's definition)."""
-        vocab = self._llm._model.vocab
-        buf = ctypes.create_string_buffer(256)
-        for token in range(self.vocab_size):
-            n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
-            if n < 0:  # buffer too small: -n is the size needed
-                buf = ctypes.create_string_buffer(-n)
-                n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
-            yield buf.raw[:n]
 
     def render_chat(
         self, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = True
     ) -> str:
         """Render messages with the model's own chat template, ready for the answer."""
-        if self._template is None:
-            # A base model without a template: plain role-prefixed text.
-            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
-            return text + ("assistant:" if add_generation_prompt else "")
-        return self._template.render(
-            messages=list(messages),
-            add_generation_prompt=add_generation_prompt,
-            bos_token="",
-            eos_token="",
-        )
+        return self._template.render(messages, add_generation_prompt=add_generation_prompt)
 
     def tokenize(self, text: str) -> list[int]:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
@@ -150,11 +107,11 @@ class SmallModel:
 
     @property
     def n_tokens(self) -> int:
-        return self._llm.n_tokens
+        return self._context.n_tokens
 
     @property
     def tokens(self) -> list[int]:
-        return self._llm.input_ids[: self._llm.n_tokens].tolist()
+        return self._context.tokens
 
     def start(
         self, tokens: Sequence[int], *, prefix_key: str | None = None, prefix_len: int = 0
@@ -163,7 +120,8 @@ class SmallModel:
 
         When `prefix_key` names a cached KV state of the first `prefix_len` tokens (a
         user's private prefix), that prefill is skipped. Whatever is already in the
-        context and shares a prefix with `tokens` is reused too.
+        context and shares a prefix with `tokens` is reused too. A cached or a cold
+        start give the same log-probs (the runtime's decode is batch-invariant).
         """
         tokens = list(tokens)
         if not tokens:
@@ -171,26 +129,15 @@ class SmallModel:
         if len(tokens) >= self.n_ctx:
             raise ValueError(f"prompt of {len(tokens)} tokens exceeds the context of {self.n_ctx}")
         started = time.perf_counter()
-        reused = self._common_prefix(tokens)
-        if prefix_key is not None and prefix_len > reused:
-            state = self.prefix_cache.get(prefix_key)
-            if state is not None and state.tokens == tokens[:prefix_len]:
-                self._restore(state)
-                reused = prefix_len
-        # Evaluate at least the last two tokens: their logits must be fresh, and
-        # llama.cpp's one-token batch computes slightly different values than a longer
-        # batch, which would make a cached start differ from a cold one.
-        reused = min(reused, max(len(tokens) - 2, 0))
-        self.rewind(reused)
-        self.timer.cached_tokens += reused
-        if prefix_key is not None and prefix_len > reused:
-            self._eval(tokens[reused:prefix_len], logits_for_last=0)
-            self.prefix_cache.put(prefix_key, self._snapshot())
-            reused = prefix_len
-        self.timer.prefill_tokens += len(tokens) - reused
-        rows = self._eval(tokens[reused:], logits_for_last=1)
+        decoded = self._context.decoded_tokens
+        if prefix_key is not None and prefix_len > self._context.shared_prefix(tokens):
+            self._load_prefix(tokens[:prefix_len], prefix_key)
+        rows = self._context.evaluate(tokens, n_out=1)
+        fresh = self._context.decoded_tokens - decoded
+        self.timer.prefill_tokens += fresh
+        self.timer.cached_tokens += len(tokens) - fresh
         self.timer.seconds += time.perf_counter() - started
-        return rows[-1]
+        return log_softmax(rows)[-1]
 
     def append(self, tokens: Sequence[int]) -> np.ndarray:
         """Evaluate `tokens` after the context; return log-probs after the last one."""
@@ -204,15 +151,15 @@ class SmallModel:
         if self.n_tokens + len(tokens) > self.n_ctx:
             raise ContextFull(f"context of {self.n_ctx} tokens is full")
         started = time.perf_counter()
-        rows = self._eval(tokens, logits_for_last=len(tokens) if keep_last is None else keep_last)
+        rows = self._context.decode(tokens, len(tokens) if keep_last is None else keep_last)
         self.timer.seconds += time.perf_counter() - started
-        return rows
+        return log_softmax(rows) if len(rows) else rows
 
     def rewind(self, n_tokens: int) -> None:
         """Forget everything after the first `n_tokens` tokens."""
-        if n_tokens < self._llm.n_tokens:
-            self._llm._ctx.kv_cache_seq_rm(-1, n_tokens, -1)
-            self._llm.n_tokens = n_tokens
+        want = min(n_tokens, self.n_tokens)
+        if self._context.truncate(n_tokens) != want:
+            raise RuntimeError(f"llama.cpp could not rewind the context to {n_tokens} tokens")
 
     def generate(
         self,
@@ -233,58 +180,23 @@ class SmallModel:
 
     # --- internals -------------------------------------------------------------------
 
-    def _common_prefix(self, tokens: Sequence[int]) -> int:
-        current = self._llm.input_ids[: self._llm.n_tokens]
-        n = min(len(current), len(tokens))
-        if n == 0:
-            return 0
-        mismatch = np.nonzero(current[:n] != np.asarray(tokens[:n]))[0]
-        return int(mismatch[0]) if len(mismatch) else n
-
-    def _eval(self, tokens: list[int], logits_for_last: int) -> np.ndarray:
-        """One pass over `tokens` in batches; log-probs for the last `logits_for_last`."""
-        llm = self._llm
-        rows: list[np.ndarray] = []
-        n_batch = llm.n_batch
-        first_wanted = len(tokens) - logits_for_last
-        for start in range(0, len(tokens), n_batch):
-            chunk = tokens[start : start + n_batch]
-            n_past = llm.n_tokens
-            llm._batch.set_batch(batch=chunk, n_past=n_past, logits_all=False)
-            wanted = [i for i in range(len(chunk)) if start + i >= first_wanted]
-            for i in range(len(chunk)):
-                llm._batch.batch.logits[i] = i in wanted
-            llm._ctx.decode(llm._batch)
-            llm.input_ids[n_past : n_past + len(chunk)] = chunk
-            llm.n_tokens += len(chunk)
-            for i in wanted:
-                pointer = llm._ctx.get_logits_ith(i)
-                row = np.ctypeslib.as_array(pointer, shape=(self.vocab_size,)).astype(np.float32)
-                rows.append(row)
-        if not rows:
-            return np.empty((0, self.vocab_size), dtype=np.float32)
-        return log_softmax(np.stack(rows))
-
-    def _snapshot(self) -> KVState:
-        ctx = self._llm._ctx.ctx
-        size = llama_cpp.llama_state_get_size(ctx)
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_get_data(ctx, buffer, size)
-        return KVState(tokens=self.tokens, data=ctypes.string_at(buffer, written))
-
-    def _restore(self, state: KVState) -> None:
-        buffer = (ctypes.c_uint8 * len(state.data)).from_buffer_copy(state.data)
-        llama_cpp.llama_state_set_data(self._llm._ctx.ctx, buffer, len(state.data))
-        n = len(state.tokens)
-        self._llm.input_ids[:n] = state.tokens
-        self._llm.n_tokens = n
+    def _load_prefix(self, prefix: list[int], key: str) -> None:
+        """Bring the context to the private prefix: from the cache, else by prefill
+        (and cache it). A cached state llama.cpp cannot read is a miss."""
+        state = self.prefix_cache.get(key)
+        if state is not None and state.tokens == prefix:
+            try:
+                self._context.restore(state.tokens, state.data)
+                return
+            except KVStateError:
+                pass  # the context was cleared: prefill below replaces the bad entry
+        self._context.evaluate(prefix, n_out=0)
+        self.prefix_cache.put(key, KVState(tokens=prefix, data=self._context.save()))
 
 
 def load_detokenizer(model_path: Path) -> Callable[[Sequence[int]], str]:
     """Token ids to text with only the model's vocabulary loaded (no weights)."""
-    if not Path(model_path).is_file():
-        raise ModelLoadError(f"model file not found: {model_path}")
-    vocab = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+    vocab = load_vocab(model_path)
     return lambda ids: vocab.detokenize(list(ids)).decode("utf-8", errors="replace")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cloud_service.engines.base import ChatResult, Engine, TopKRow
+from cloud_service.errors import EngineUnavailable
 from cloud_service.settings import CloudSettings
 
 
@@ -18,8 +19,14 @@ def build_engine(settings: CloudSettings) -> Engine:
             max_top_k=settings.max_top_k,
             **settings.vllm_options,
         )
-    from cloud_service.engines.llamacpp import LlamaCppEngine
-
+    try:
+        from cloud_service.engines.llamacpp import LlamaCppEngine
+    except ModuleNotFoundError as exc:  # pragma: no cover - a dependency of the cloud extra
+        if (exc.name or "").partition(".")[0] != "llama_cpp":
+            raise
+        raise EngineUnavailable(
+            "the llamacpp engine needs llama-cpp-python: pip install 'cogenesis-gateway[cloud]'"
+        ) from exc
     return LlamaCppEngine(
         model,
         n_ctx=settings.n_ctx,

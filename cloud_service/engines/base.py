@@ -1,7 +1,9 @@
 """The engine interface. A new engine is one new file implementing ``Engine``.
 
 Sessions and routes talk to engines through five calls: ``chat_prompt_tokens``, ``chat``,
-``score``, ``release`` and the read-only facts (model id, vocabulary, fingerprint).
+``score``, ``release`` and the read-only facts (model id, vocabulary, fingerprint). An
+engine implements ``chat`` as ``_generate``: the prompt and the token budget are worked
+out here, once for every engine.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
+from cloud_service.errors import ContextOverflow
 from shared_protocol.fingerprint import tokenizer_fingerprint
+
+# ``stop(text_so_far)``: a hint checked at line ends; True ends generation early.
+StopHint = Callable[[str], bool]
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,6 @@ class Engine(ABC):
     def chat_prompt_tokens(self, system: str | None, user: str) -> list[int]:
         """The model's own chat template over one user turn, with the generation prompt."""
 
-    @abstractmethod
     def chat(
         self,
         system: str | None,
@@ -75,13 +80,36 @@ class Engine(ABC):
         max_tokens: int,
         temperature: float = 0.0,
         *,
-        stop: Callable[[str], bool] | None = None,
+        stop: StopHint | None = None,
     ) -> ChatResult:
         """Generate a reply (greedy when temperature is 0), at most max_tokens tokens.
 
         ``stop(text_so_far)`` is a hint checked at line ends: True ends generation
         early. An engine that cannot call back mid-generation may ignore it.
         """
+        prompt = self.chat_prompt_tokens(system, user)
+        budget = self._chat_budget(len(prompt), max_tokens)
+        text, completion_tokens = self._generate(prompt, budget, temperature, stop)
+        return ChatResult(text, len(prompt), completion_tokens)
+
+    def _chat_budget(self, prompt_tokens: int, max_tokens: int) -> int:
+        """How many tokens the reply may have: max_tokens, or what the context has left."""
+        budget = min(max_tokens, self.n_ctx - prompt_tokens)
+        if budget < 1:
+            raise ContextOverflow(
+                f"the prompt has {prompt_tokens} tokens; the context holds {self.n_ctx}"
+            )
+        return budget
+
+    def _generate(
+        self, prompt: list[int], budget: int, temperature: float, stop: StopHint | None
+    ) -> tuple[str, int]:
+        """The reply to ``prompt`` (at most ``budget`` tokens): its text and token count.
+
+        Every engine implements this, unless it overrides ``chat`` as a whole (a
+        wrapper around another engine does).
+        """
+        raise NotImplementedError
 
     @abstractmethod
     def score(self, key: str, tokens: Sequence[int], n_out: int, top_k: int) -> list[TopKRow]:
@@ -97,6 +125,12 @@ class Engine(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free native resources."""
+
+
+def chat_messages(system: str | None, user: str) -> list[dict[str, str]]:
+    """One user turn, after a system turn when there is a system prompt."""
+    system_turn = [{"role": "system", "content": system}] if system else []
+    return [*system_turn, {"role": "user", "content": user}]
 
 
 def top_k_logprobs(logits: np.ndarray, k: int) -> TopKRow:

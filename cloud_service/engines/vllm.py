@@ -23,7 +23,6 @@ import itertools
 import logging
 import os
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -31,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloud_service.engines.base import ChatResult, Engine, TopKRow
+from cloud_service.engines.base import Engine, StopHint, TopKRow, chat_messages
 from cloud_service.errors import ContextOverflow, EngineUnavailable
+from llama_runtime.control_text import ControlTextFilter
 from shared_protocol import limits
 
 log = logging.getLogger("cloud_service.vllm")
@@ -108,7 +108,7 @@ class VllmEngine(Engine):
         self.model_id = path.name or str(model)
         self.vocab_size = len(self._tokenizer)
         self.n_ctx = n_ctx
-        self._control_text = _control_text_pattern(self._tokenizer)
+        self._control_text = _control_text_filter(self._tokenizer)
         self._driver = _Driver(self._llm.llm_engine)
         # The first prompt-log-probs request pays a one-off ~2 s setup: pay it now.
         self.score("\x00warmup", self.chat_prompt_tokens(None, "warm up"), 2, 1)
@@ -136,34 +136,18 @@ class VllmEngine(Engine):
         """Same ids as the llama.cpp engine: control-token text is dropped from the
         content (a literal "<|im_end|>" must not end a turn), the template is rendered
         to text and tokenized with special tokens parsed, no BOS added on top."""
-        messages = [{"role": "system", "content": self._plain(system)}] if system else []
-        messages.append({"role": "user", "content": self._plain(user)})
+        messages = self._control_text.clean(chat_messages(system, user))
         with self._tokenizer_lock:
             text = self._tokenizer.apply_chat_template(
                 messages, add_generation_prompt=True, tokenize=False
             )
             return list(self._tokenizer.encode(text, add_special_tokens=False))
 
-    def _plain(self, content: str) -> str:
-        return self._control_text.sub("", content) if self._control_text else content
-
     # -- generation ---------------------------------------------------------------------
 
-    def chat(
-        self,
-        system: str | None,
-        user: str,
-        max_tokens: int,
-        temperature: float = 0.0,
-        *,
-        stop: Callable[[str], bool] | None = None,
-    ) -> ChatResult:
-        prompt = self.chat_prompt_tokens(system, user)
-        budget = min(max_tokens, self.n_ctx - len(prompt))
-        if budget < 1:
-            raise ContextOverflow(
-                f"the prompt has {len(prompt)} tokens; the context holds {self.n_ctx}"
-            )
+    def _generate(
+        self, prompt: list[int], budget: int, temperature: float, stop: StopHint | None
+    ) -> tuple[str, int]:
         kind = self._vllm.sampling_params.RequestOutputKind
         params = self._vllm.SamplingParams(
             max_tokens=budget,
@@ -174,7 +158,7 @@ class VllmEngine(Engine):
         )
         out = self._driver.run(prompt, params, stop=_line_end_check(stop) if stop else None)
         completion = out.outputs[0]
-        return ChatResult(completion.text, len(prompt), len(completion.token_ids))
+        return completion.text, len(completion.token_ids)
 
     # -- scoring ------------------------------------------------------------------------
 
@@ -321,7 +305,7 @@ class _Driver:
         self._engine.abort_request([request_id])
 
 
-def _line_end_check(stop: Callable[[str], bool]) -> Callable[[Any], bool]:
+def _line_end_check(stop: StopHint) -> Callable[[Any], bool]:
     """Ask ``stop`` only when the text gained a line end, like the llama.cpp engine."""
     seen = 0
 
@@ -340,13 +324,10 @@ def _top(logprobs: Mapping[int, Any], k: int) -> TopKRow:
     return TopKRow(tuple(int(t) for t, _ in best), tuple(float(v.logprob) for _, v in best))
 
 
-def _control_text_pattern(tokenizer: Any) -> re.Pattern[str] | None:
-    """Texts of special added tokens (llama.cpp's control tokens), as the llama.cpp
-    engine matches them: one alternation, longest first."""
+def _control_text_filter(tokenizer: Any) -> ControlTextFilter:
+    """Texts of special added tokens: what llama.cpp calls control tokens."""
     decoder = getattr(tokenizer, "added_tokens_decoder", {})
-    texts = {t.content for t in decoder.values() if getattr(t, "special", False)}
-    texts = sorted((t for t in texts if len(t) > 1), key=len, reverse=True)
-    return re.compile("|".join(map(re.escape, texts))) if texts else None
+    return ControlTextFilter(t.content for t in decoder.values() if getattr(t, "special", False))
 
 
 def _bytes_to_unicode() -> dict[int, str]:

@@ -23,22 +23,27 @@ Rules (all in probability space, as in the CoGenesis paper):
 - ``mean``: ``(p_e + p_c) / 2``
 - ``max``: ``max(p_e, p_c)``, renormalized
 - ``weighted``: ``alpha * p_e + (1 - alpha) * p_c`` (alpha weights the small model)
-- ``gate``: ``w * p_e + (1 - w) * p_c`` with w from a learned `Gate` (see gate.py)
-- ``logmean``: ``sqrt(p_e * p_c)``, renormalized. The paper's released code averages
-  log-probs like this (a product of experts); kept for the NLL comparison.
-- ``edge`` / ``cloud``: one side alone (baselines for evaluation).
+- ``gate``: ``w * p_e + (1 - w) * p_c`` with w from a `WeightModel` (the learned gate,
+  gate.py) asked at every step
+
+These four are the serving rules, named by `FusionRuleName`. The research package adds
+rules for evaluation only (``logmean``, ``edge``, ``cloud``) in `research.rules`.
+
+This module is pure: it imports numpy and nothing of the project, so every other module
+may import it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from edge_agent.collab.gate import Gate
+FusionRuleName = Literal["mean", "max", "weighted", "gate"]
+"""The fusion rules a request or the edge's settings may choose (the serving rules)."""
+FUSION_RULE_NAMES: tuple[FusionRuleName, ...] = get_args(FusionRuleName)
 
 REST_FLOOR = 1e-9
 """Smallest mass assumed outside a top-k (its log-probs can sum to 1 by rounding)."""
@@ -187,22 +192,22 @@ def _max(le, lc, edge, cloud):
     return np.maximum(le, lc), None
 
 
-def _logmean(le, lc, edge, cloud):
-    return 0.5 * (le + lc), None
-
-
 def weighted(alpha: float) -> FusionRule:
     """``alpha * p_edge + (1 - alpha) * p_cloud``."""
     return FusionRule(f"weighted({alpha:g})", _mix(alpha), mixture=True)
 
 
-def gate(model: Gate) -> FusionRule:
-    """Mixture whose small-model weight the learned gate predicts at every step."""
+class WeightModel(Protocol):
+    """Predicts the small model's mixing weight in [0, 1] from the two sides at a step."""
+
+    def mixing_weight(self, edge: Side, cloud: TopKArrays) -> float: ...
+
+
+def gate(model: WeightModel) -> FusionRule:
+    """Mixture whose small-model weight `model` predicts at every step."""
 
     def combine(le, lc, edge, cloud):
-        from edge_agent.collab.gate import gate_features
-
-        w = float(model.weight(gate_features(edge, cloud)[None, :])[0])
+        w = model.mixing_weight(edge, cloud)
         return _log_mix(le, lc, w), w
 
     return FusionRule("gate", combine, mixture=True)
@@ -210,32 +215,23 @@ def gate(model: Gate) -> FusionRule:
 
 mean = FusionRule("mean", _mix(0.5), mixture=True)
 maximum = FusionRule("max", _max, mixture=False)
-logmean = FusionRule("logmean", _logmean, mixture=False)
-edge_only = FusionRule("edge", _mix(1.0), mixture=True)
-cloud_only = FusionRule("cloud", _mix(0.0), mixture=True)
-
-RULE_NAMES = ("mean", "max", "weighted", "gate", "logmean", "edge", "cloud")
 
 
-def make_rule(name: str, *, alpha: float = 0.5, gate_model: Gate | None = None) -> FusionRule:
-    """The rule registered under `name`; ``weighted`` takes `alpha`, ``gate`` a `Gate`."""
+def make_rule(
+    name: str, *, alpha: float = 0.5, gate_model: WeightModel | None = None
+) -> FusionRule:
+    """The serving rule named `name`; ``weighted`` takes `alpha`, ``gate`` a weight model."""
     if name == "mean":
         return mean
     if name == "max":
         return maximum
-    if name == "logmean":
-        return logmean
-    if name == "edge":
-        return edge_only
-    if name == "cloud":
-        return cloud_only
     if name == "weighted":
         return weighted(alpha)
     if name == "gate":
         if gate_model is None:
             raise ValueError("fusion rule 'gate' needs a trained gate (gate_path)")
         return gate(gate_model)
-    raise ValueError(f"unknown fusion rule {name!r}; choose one of {', '.join(RULE_NAMES)}")
+    raise ValueError(f"unknown fusion rule {name!r}; choose one of {', '.join(FUSION_RULE_NAMES)}")
 
 
 # --- applying a rule ------------------------------------------------------------------

@@ -97,6 +97,12 @@ def import_file(path: str | Path, repo: ProfileRepository, progress: bool = True
     Raises :class:`DatasetFormatError` naming the item and field at fault; in that case
     nothing is written.
     """
+    return import_items(read_items(path), repo, progress=progress, source=str(path))
+
+
+def read_items(path: str | Path) -> list[Any]:
+    """The items of a dataset file as JSON values, not yet checked one by one
+    (:func:`parse_item` does that). Raises :class:`DatasetFormatError`."""
     path = Path(path)
     try:
         raw = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
@@ -109,14 +115,10 @@ def import_file(path: str | Path, repo: ProfileRepository, progress: bool = True
             f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})",
             path=str(path),
         ) from error
-    return import_items(items, repo, progress=progress, source=str(path))
+    return _item_list(items, str(path))
 
 
-def import_items(
-    items: Any, repo: ProfileRepository, progress: bool = False, source: str = "<items>"
-) -> ImportReport:
-    """Like :func:`import_file`, for items already parsed from JSON (e.g. an upload)."""
-    started = time.perf_counter()
+def _item_list(items: Any, source: str) -> list[Any]:
     if isinstance(items, dict):
         raise DatasetFormatError(
             "expected a JSON list of items at the top level, got one object; wrap it in [ ]",
@@ -127,6 +129,15 @@ def import_items(
             f"expected a JSON list of items at the top level, got {type(items).__name__}",
             path=source,
         )
+    return items
+
+
+def import_items(
+    items: Any, repo: ProfileRepository, progress: bool = False, source: str = "<items>"
+) -> ImportReport:
+    """Like :func:`import_file`, for items already parsed from JSON (e.g. an upload)."""
+    started = time.perf_counter()
+    items = _item_list(items, source)
     warnings: list[str] = []
     parsed = [
         parse_item(index, item, source, warnings)

@@ -9,6 +9,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NETWORK_MODULES = {"httpx", "requests", "urllib", "urllib3", "http", "socket", "aiohttp"}
+# Packages both ends may import: the wire protocol and the llama.cpp runtime.
+SHARED_BY_BOTH_ENDS = {"shared_protocol", "llama_runtime"}
+# Libraries only the runtime talks to, so the two ends cannot grow copies of it again.
+RUNTIME_LIBRARIES = {"llama_cpp", "jinja2"}
 
 
 def imported_modules(package: str, root: Path = ROOT) -> dict[Path, set[str]]:
@@ -24,18 +28,38 @@ def imported_modules(package: str, root: Path = ROOT) -> dict[Path, set[str]]:
     return found
 
 
-@pytest.mark.parametrize(
-    ("package", "forbidden"),
-    [
-        ("edge_agent", {"cloud_service", "cogenesis"}),
-        ("cloud_service", {"edge_agent", "cogenesis"}),
-        ("shared_protocol", {"edge_agent", "cloud_service", "cogenesis"}),
-    ],
-)
+# Which first-party packages each package must not import.
+FORBIDDEN = {
+    "edge_agent": {"cloud_service", "cogenesis"},
+    "cloud_service": {"edge_agent", "cogenesis"},
+    "shared_protocol": {"edge_agent", "cloud_service", "cogenesis", "llama_runtime"},
+    "llama_runtime": {"edge_agent", "cloud_service", "cogenesis", "research"},
+}
+
+
+@pytest.mark.parametrize(("package", "forbidden"), sorted(FORBIDDEN.items()))
 def test_packages_do_not_import_each_other(package: str, forbidden: set[str]) -> None:
     offenders = {
         str(path.relative_to(ROOT)): sorted(
             name for name in names if name.split(".")[0] in forbidden
+        )
+        for path, names in imported_modules(package).items()
+    }
+    assert {p: n for p, n in offenders.items() if n} == {}
+
+
+@pytest.mark.parametrize("end", ["edge_agent", "cloud_service"])
+def test_both_ends_use_the_shared_packages(end: str) -> None:
+    assert not SHARED_BY_BOTH_ENDS & FORBIDDEN[end]
+    imported = {name.split(".")[0] for names in imported_modules(end).values() for name in names}
+    assert SHARED_BY_BOTH_ENDS <= imported  # each end uses them rather than a copy
+
+
+@pytest.mark.parametrize("package", ["edge_agent", "cloud_service", "shared_protocol"])
+def test_only_the_runtime_talks_to_llama_cpp(package: str) -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(
+            name for name in names if name.split(".")[0] in RUNTIME_LIBRARIES
         )
         for path, names in imported_modules(package).items()
     }

@@ -23,7 +23,7 @@ def _cloud(seed: int, k: int = 10) -> TopK:
     return TopK(token_ids=top.token_ids.tolist(), logprobs=top.logprobs.tolist())
 
 
-@pytest.mark.parametrize("name", ["mean", "max", "weighted", "logmean", "edge", "cloud"])
+@pytest.mark.parametrize("name", ["mean", "max", "weighted"])
 def test_every_rule_is_normalized_over_its_candidates(name):
     rule = make_rule(name, alpha=0.3)
     out = fuse(rule, _full(1), _cloud(2))
@@ -31,7 +31,7 @@ def test_every_rule_is_normalized_over_its_candidates(name):
     assert len(np.unique(out.token_ids)) == len(out.token_ids)
 
 
-@pytest.mark.parametrize("name", ["mean", "max", "weighted", "logmean"])
+@pytest.mark.parametrize("name", ["mean", "max", "weighted"])
 def test_full_vocabulary_normalization_sums_to_one(name):
     rule = make_rule(name, alpha=0.7)
     lp = fused_logprob(rule, _full(3), _cloud(4), np.arange(V))
@@ -84,7 +84,7 @@ def test_when_both_sides_agree_every_rule_keeps_the_shared_top_token():
     edge = _full(15, scale=5.0)
     top = topk_of(edge, 10)
     cloud = TopK(token_ids=top.token_ids.tolist(), logprobs=top.logprobs.tolist())
-    for name in ["mean", "max", "weighted", "logmean"]:
+    for name in ["mean", "max", "weighted"]:
         assert fuse(make_rule(name, alpha=0.2), edge, cloud).argmax() == int(top.token_ids[0])
 
 
@@ -106,13 +106,14 @@ def test_an_edge_given_as_top_k_works_like_the_cloud():
 
 def test_a_cloud_top_k_summing_to_one_keeps_a_tiny_positive_rest():
     cloud = TopK(token_ids=[1, 2], logprobs=[np.log(0.5), np.log(0.5)])
-    lp = fused_logprob(fusion.cloud_only, _full(18), cloud, [3])[0]
+    lp = fused_logprob(fusion.weighted(0.0), _full(18), cloud, [3])[0]
     assert np.isfinite(lp) and lp < -20
 
 
 def test_unknown_rules_and_missing_gates_fail_clearly():
-    with pytest.raises(ValueError, match="unknown fusion rule"):
-        make_rule("median")
+    for name in ("median", "logmean"):  # logmean is a research rule, never served
+        with pytest.raises(ValueError, match="unknown fusion rule.*mean, max, weighted, gate"):
+            make_rule(name)
     with pytest.raises(ValueError, match="needs a trained gate"):
         make_rule("gate")
     with pytest.raises(ValueError, match="alpha"):
@@ -122,3 +123,35 @@ def test_unknown_rules_and_missing_gates_fail_clearly():
 def test_out_of_range_cloud_ids_are_rejected():
     with pytest.raises(ValueError, match="out of range"):
         fuse(fusion.mean, _full(19), TopK(token_ids=[V + 5], logprobs=[-0.1]))
+
+
+class _ConstantWeight:
+    """A `WeightModel` whose weight is fixed, to check the gate rule's plumbing."""
+
+    def __init__(self, w: float) -> None:
+        self.w = w
+
+    def mixing_weight(self, edge, cloud) -> float:
+        return self.w
+
+
+def test_the_gate_rule_mixes_with_the_weight_its_model_predicts():
+    edge, cloud = _full(20), _cloud(21)
+    out = fuse(make_rule("gate", gate_model=_ConstantWeight(0.3)), edge, cloud)
+    assert out.weight == 0.3
+    assert np.allclose(out.logprobs, fuse(fusion.weighted(0.3), edge, cloud).logprobs)
+
+
+def test_rule_names_are_defined_once_and_every_name_makes_a_rule():
+    from edge_agent.openai_types import CogenesisOptions
+    from edge_agent.settings import EdgeSettings
+
+    assert fusion.FUSION_RULE_NAMES == ("mean", "max", "weighted", "gate")
+    for name in fusion.FUSION_RULE_NAMES:
+        assert make_rule(name, gate_model=_ConstantWeight(0.5)).name.startswith(name)
+        assert EdgeSettings(fusion=name).fusion == name
+        assert CogenesisOptions(fusion=name).fusion == name
+    with pytest.raises(ValueError, match="fusion"):
+        EdgeSettings(fusion="logmean")
+    with pytest.raises(ValueError, match="fusion"):
+        CogenesisOptions(fusion="logmean")

@@ -7,8 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from edge_agent.collab.gate import Gate, train_gate_from_dataset
-from edge_agent.collab.nll import FIXED_RULES, evaluate_nll, extract_task, record_context
+from edge_agent.collab.gate import Gate
+from edge_agent.store import DatasetFormatError
+from research.dataset import DatasetTask
+from research.gate_training import train_gate_from_dataset
+from research.nll import evaluate_nll
+from research.rules import FIXED_RULE_NAMES
+from research.teacher_forcing import collect, extract_task
 from tests.collab.toys import ToyCloud, ToyModel, _logits, log_softmax
 
 
@@ -25,12 +30,12 @@ def _record(i: int) -> dict:
 
 
 def _build(model: ToyModel):
-    """A local stand-in for the lead's prompt builder."""
+    """Short prompts, so the toy model's context stays small."""
 
-    def build(record):
-        ctx = record_context(record)
-        private = f"{ctx.fields}{ctx.history}{record['conversations'][0]['value']}"
-        return model.tokenize(private), record["conversations"][0]["value"].split(": ")[0]
+    def build(task: DatasetTask):
+        ctx = task.context
+        private = f"{ctx.fields}{ctx.history}{task.instruction}"
+        return model.tokenize(private), task.instruction.split(": ")[0]
 
     return build
 
@@ -54,6 +59,7 @@ def test_cloud_positions_across_draft_chunks_match_direct_scoring():
             assert np.isclose(got.cloud_lp[i], lp[targets[i]], atol=1e-6)
     assert cloud.closed == ["s0"]
     assert got.features.shape == (40, 12)
+    assert set(got.rule_lp) == set(FIXED_RULE_NAMES)
 
 
 def test_evaluate_nll_reports_every_rule_and_writes_json(dataset, tmp_path):
@@ -73,13 +79,30 @@ def test_evaluate_nll_reports_every_rule_and_writes_json(dataset, tmp_path):
         echo=lines.append,
     )
     assert report.tasks == 5 and report.tokens > 50
-    assert set(report.nll) == set(FIXED_RULES) | {"gate"}
+    assert set(report.nll) == set(FIXED_RULE_NAMES) | {"gate"}
     assert all(np.isfinite(v) for v in report.nll.values())
     # Jensen: the mean of probabilities never loses to the average of the two NLLs.
     assert report.nll["mean"] <= 0.5 * (report.nll["edge"] + report.nll["cloud"]) + 1e-9
     saved = json.loads(out.read_text())
     assert saved["nll"] == report.nll and len(saved["per_task"]) == 5
+    assert [t["tid"] for t in saved["per_task"]] == [f"t{i}" for i in range(5)]
     assert "NLL/token" in lines[0] + lines[1]
+
+
+def test_the_default_prompts_are_the_edge_prompts_of_the_item(dataset):
+    model, cloud = ToyModel(n_ctx=100_000), ToyCloud()
+    tasks, skipped = collect(dataset, model, cloud, max_tasks=1, progress=False, top_k=5)
+    assert len(tasks) == 1 and skipped == []
+    opened = cloud.requests[0]
+    # The public prompt is the rendered title only; the private one stays on the device.
+    assert opened.prompt_token_ids == model.tokenize(
+        model.render_chat(
+            [
+                {"role": "system", "content": "You are a helpful writing assistant."},
+                {"role": "user", "content": "Write note 0"},
+            ]
+        )
+    )
 
 
 def test_train_gate_from_dataset_saves_a_loadable_gate(dataset, tmp_path):
@@ -96,7 +119,7 @@ def test_train_gate_from_dataset_saves_a_loadable_gate(dataset, tmp_path):
     )
     gate = Gate.load(report.path)
     assert gate.meta["top_k"] == 5 and report.tasks == 6
-    assert report.val_nll is not None and set(report.baseline_val_nll) == set(FIXED_RULES)
+    assert report.val_nll is not None and set(report.baseline_val_nll) == set(FIXED_RULE_NAMES)
 
 
 def test_a_failing_cloud_skips_tasks_instead_of_crashing(dataset, tmp_path):
@@ -112,3 +135,29 @@ def test_a_failing_cloud_skips_tasks_instead_of_crashing(dataset, tmp_path):
             out_path=tmp_path / "x.json",
             echo=None,
         )
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_an_item_without_a_reference_is_skipped_with_its_reason(tmp_path):
+    items = [_record(0), _record(1)]
+    del items[1]["conversations"][1]
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(items))
+    model = ToyModel()
+    tasks, skipped = collect(path, model, ToyCloud(), _build(model), progress=False, top_k=5)
+    assert [t.tid for t in tasks] == ["t0"]
+    assert skipped == [
+        {"tid": "t1", "reason": "ValueError: the item has no reference answer (assistant turn)"}
+    ]
+
+
+def test_a_malformed_dataset_fails_whole_before_anything_is_sent(tmp_path):
+    items = [_record(0), _record(1)]
+    items[1]["additional_profile"] = "Age: 40\nno label here"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(items))
+    cloud = ToyCloud()
+    with pytest.raises(DatasetFormatError, match="item 1") as caught:
+        collect(path, ToyModel(), cloud, progress=False)
+    assert "additional_profile line 2" in str(caught.value)
+    assert cloud.requests == []
