@@ -189,23 +189,18 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
     @app.post("/v1/sketch", response_model=SketchResponse)
     async def sketch(request: SketchRequest, http: Request) -> SketchResponse:
         tenant, gone = tenant_of(http), client_gone(http)
-
-        def stop(text: str) -> bool:
-            return gone.is_set() or outline_complete(text, request.max_points)
-
         reply = await work.run(
             http,
             lambda: engine.chat(
                 SKETCH_SYSTEM,
                 sketch_user_message(request.instruction, request.max_points),
                 max_tokens=request.max_tokens,
-                stop=stop,
+                stop=lambda text: outline_complete(text, request.max_points),
+                cancelled=gone.is_set,  # a client that left: stop at the next token
             ),
             # The cost is known only afterwards: the budget asked for is charged.
             tokens=request.max_tokens,
         )
-        if gone.is_set():
-            raise ClientGone()
         metrics.scored(tenant.name, reply.prompt_tokens)
         metrics.generated(tenant.name, reply.completion_tokens)
         points = parse_points(

@@ -103,3 +103,52 @@ def test_a_queued_request_whose_client_left_never_runs(start_cloud) -> None:
         cloud, "cogenesis_cloud_requests_total", route="/v1/sketch", method="POST", status="499"
     )
     assert gone == 1
+
+
+def test_a_chat_whose_client_left_stops_at_the_next_token(cloud_engine: Engine) -> None:
+    from cloud_service.errors import ClientGone
+
+    want = cloud_engine.chat("Be brief.", "Name three colors.", max_tokens=16)
+    checks = 0
+
+    def cancelled() -> bool:  # the client leaves after four tokens
+        nonlocal checks
+        checks += 1
+        return checks > 4
+
+    with pytest.raises(ClientGone):
+        cloud_engine.chat("Be brief.", "Name three colors.", max_tokens=400, cancelled=cancelled)
+    assert checks == 5  # checked before every token: nothing computed after it left
+    assert cloud_engine.chat("Be brief.", "Name three colors.", max_tokens=16) == want
+
+
+def test_chats_admitted_together_keep_apart_and_match_serial_ones(cloud_engine: Engine) -> None:
+    asks = ["Name three colors.", "Name three animals.", "Name three rivers."]
+    serial = [cloud_engine.chat("Be brief.", ask, max_tokens=20) for ask in asks]
+    together: dict[int, object] = {}
+    threads = [
+        in_background(
+            lambda i=i, ask=ask: together.update(
+                {i: cloud_engine.chat("Be brief.", ask, max_tokens=20)}
+            )
+        )
+        for i, ask in enumerate(asks)
+    ]
+    for thread in threads:
+        thread.join(300)
+    assert [together[i] for i in range(len(asks))] == serial
+
+
+def test_a_running_sketch_whose_client_left_frees_the_engine(start_cloud) -> None:
+    cloud = start_cloud(engine_slots=1, max_queue=4)
+    started = time.monotonic()
+    with pytest.raises(httpx.TimeoutException):  # this client gives up mid-answer
+        cloud.client.post("/v1/sketch", json=LONG_SKETCH, timeout=1.5)
+    wait_until(lambda: metric(cloud, "cogenesis_cloud_engine_active") == 0, timeout=5)
+    assert time.monotonic() - started < 6.5
+    route = {"route": "/v1/sketch", "method": "POST"}
+    wait_until(
+        lambda: metric(cloud, "cogenesis_cloud_requests_total", **route, status="499") == 1,
+        timeout=5,
+    )
+    assert metric(cloud, "cogenesis_cloud_tokens_generated_total", tenant="default") == 0
