@@ -8,12 +8,13 @@ request leaves when its last answer came back):
     append one token and score a 4-token draft (5 positions), then close.
 A shed request (503 or 429) is counted apart and, if it carries Retry-After, sent again
 after that long; one without Retry-After is an error. Latencies are of answered
-requests. Every figure is also a ratio against one client in the same run.
+requests. Every figure is also a ratio against one client in the same run; the levels
+take turns in rounds, so background load on the machine falls on all of them alike.
 
 Goals (per workload): 0 errors and 0 timeouts at 8 clients; throughput at 4 clients at
 least 1.0x that of 1 client; p95 at 4 clients at most 5x a single request (p50 at 1).
 
-    python -m bench.cloud_load [--clients 1,2,4,8] [--requests 3] [--steps 12]
+    python -m bench.cloud_load [--clients 1,2,4,8] [--rounds 3] [--requests 1] [--steps 6]
 """
 
 from __future__ import annotations
@@ -146,8 +147,10 @@ WORKLOADS: dict[str, Callable[[Client, int, argparse.Namespace], None]] = {
 }
 
 
-def run_level(url: str, workload: str, clients: int, args: argparse.Namespace) -> dict:
-    tally = Tally()
+def run_level(
+    url: str, workload: str, clients: int, args: argparse.Namespace, tally: Tally
+) -> float:
+    """One round of one level into ``tally``; returns its wall time."""
     pool = [Client(url, tally) for _ in range(clients)]
     threads = [
         threading.Thread(target=WORKLOADS[workload], args=(c, i, args)) for i, c in enumerate(pool)
@@ -160,6 +163,10 @@ def run_level(url: str, workload: str, clients: int, args: argparse.Namespace) -
     wall = time.perf_counter() - started
     for client in pool:
         client.close()
+    return wall
+
+
+def level_row(workload: str, clients: int, tally: Tally, wall: float) -> dict:
     lat = sorted(tally.latencies)
     return {
         "workload": workload,
@@ -222,9 +229,9 @@ def table(report: dict) -> str:
     )
     lines = [
         f"cloud load bench: engine {report['engine']}, {report['cloud_threads']} thread(s), "
-        f"slots {report['engine_slots']}, queue {report['max_queue']}; sketch "
-        f"{report['sketch_tokens']} tokens x {report['requests']} per client; logits "
-        f"{report['steps']} steps (1 appended + 4 drafted) per client",
+        f"slots {report['engine_slots']}, queue {report['max_queue']}; {report['rounds']} "
+        f"rounds; a round: sketch {report['sketch_tokens']} tokens x {report['requests']} per "
+        f"client, logits {report['steps']} steps (1 appended + 4 drafted) per client",
         head,
         "-" * len(head),
     ]
@@ -264,11 +271,15 @@ def run(args: argparse.Namespace) -> dict:
         warm = Client(url, Tally())
         warm.send("POST", "/v1/sketch", {"instruction": "Warm up.", "max_tokens": 16})
         warm.close()
-        rows = [
-            run_level(url, workload, clients, args)
-            for workload in args.workloads.split(",")
-            for clients in levels
-        ]
+        # Levels take turns, round after round: whatever else loads the machine then
+        # weighs on every level alike instead of on whichever ran at the time.
+        keys = [(w, c) for w in args.workloads.split(",") for c in levels]
+        tallies = {key: Tally() for key in keys}
+        walls = dict.fromkeys(keys, 0.0)
+        for _ in range(args.rounds):
+            for key in keys:
+                walls[key] += run_level(url, *key, args, tallies[key])
+        rows = [level_row(*key, tallies[key], walls[key]) for key in keys]
     finally:
         process.terminate()
         process.wait(20)
@@ -283,6 +294,7 @@ def run(args: argparse.Namespace) -> dict:
         "sketch_tokens": args.sketch_tokens,
         "requests": args.requests,
         "steps": args.steps,
+        "rounds": args.rounds,
         "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "goals": goals_met(rows),
         "rows": rows,
@@ -294,8 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="1,2,4,8", help="concurrency levels")
     parser.add_argument("--workloads", default="sketch,logits")
-    parser.add_argument("--requests", type=int, default=3, help="sketches per client")
-    parser.add_argument("--steps", type=int, default=12, help="logits steps per client")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of every level")
+    parser.add_argument("--requests", type=int, default=1, help="sketches per client a round")
+    parser.add_argument("--steps", type=int, default=6, help="logits steps per client a round")
     parser.add_argument("--sketch-tokens", type=int, default=48)
     # One thread, as the other benches: spinning llama.cpp threads on a shared machine
     # are far slower than one.

@@ -24,18 +24,16 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
-import time
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from tqdm import tqdm
 
-from bench import DEFAULT_DATASET, RESULTS, ROOT
-from cogenesis.servers import free_port
+from bench import DEFAULT_DATASET, RESULTS
+from cogenesis.servers import free_port, start_cloud_process, wait_healthy
 from edge_agent.collab.logits import LogitsOptions, run_logits
 from edge_agent.collab.schedule import Schedule
 from edge_agent.outbound import CloudClient, CloudUsage
@@ -120,32 +118,14 @@ def cloud_server(mode: str, threads: int | None) -> Iterator[str]:
             server.stop()
         return
     port = free_port()
-    env = dict(os.environ)
-    env["COGENESIS_CLOUD_TOKEN"] = BENCH_TOKEN
+    env = {"COGENESIS_CLOUD_TOKEN": BENCH_TOKEN, "COGENESIS_CLOUD_PORT": str(port)}
     if threads:
         env["COGENESIS_CLOUD_N_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "cloud_service", "serve", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*cmd, "--log-level", "warning"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = Path(tempfile.mkdtemp(prefix="bench-logits-")) / "cloud.log"
+    proc = start_cloud_process(env, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"cloud server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("cloud server did not start in 120 s")
-            time.sleep(0.2)
+        wait_healthy(url, proc, log)
         yield url
     finally:
         proc.terminate()

@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from cloud_service.admission import Admission
-from cloud_service.engines import Engine
 from cloud_service.errors import ClientGone, Overloaded, RateLimited
 from cloud_service.quotas import TenantQuotas
-from cloud_service.settings import CloudSettings
 from cloud_service.tenants import Tenant, TenantLimits
-from cloud_service.testing import RunningCloud
-
-TOKEN = "limits-test-token-0123456789"
-METRICS_TOKEN = "limits-metrics-token-0123456789"
 
 
 def tenant(name: str = "acme", **limits: int) -> Tenant:
@@ -172,31 +166,6 @@ def test_a_waiter_whose_client_left_leaves_the_queue_and_never_runs() -> None:
 # -- on a real server ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def start_cloud(cloud_engine: Engine) -> Iterator[Callable[..., RunningCloud]]:
-    started: list[RunningCloud] = []
-
-    def start(**settings) -> RunningCloud:
-        settings = CloudSettings(token=TOKEN, metrics_token=METRICS_TOKEN, **settings)
-        started.append(RunningCloud.start(settings, cloud_engine))
-        return started[-1]
-
-    yield start
-    for cloud in started:
-        cloud.stop()
-
-
-def gauge(cloud: RunningCloud, name: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-    text = httpx.get(f"{cloud.base_url}/metrics", headers=headers).text
-    for family in text_string_to_metric_families(text):
-        if family.name == name:
-            return family.samples[0].value
-    raise AssertionError(f"no metric {name}")
-
-
 def assert_retry_later(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
@@ -249,7 +218,7 @@ def test_past_the_queue_the_cloud_sheds_with_503(start_cloud) -> None:
     first = threading.Thread(target=post_long)
     first.start()
     try:
-        wait_until(lambda: gauge(cloud, "cogenesis_cloud_engine_active") == 1, timeout=30)
+        wait_until(lambda: cloud.metric("cogenesis_cloud_engine_active") == 1, timeout=30)
         assert_retry_later(cloud.client.post("/v1/sketch", json=SKETCH), 503, "overloaded")
     finally:
         first.join(120)

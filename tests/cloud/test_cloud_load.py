@@ -5,45 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from cloud_service.engines import Engine
-from cloud_service.settings import CloudSettings
-from cloud_service.testing import RunningCloud
 
 pytestmark = pytest.mark.slow  # the real model behind a real server
 
-TOKEN = "load-test-token-0123456789"
-METRICS_TOKEN = "load-metrics-token-0123456789"
 LONG_SKETCH = {"instruction": "Write a long essay about tea.", "max_points": 12, "max_tokens": 600}
-
-
-@pytest.fixture
-def start_cloud(cloud_engine: Engine) -> Iterator[Callable[..., RunningCloud]]:
-    started: list[RunningCloud] = []
-
-    def start(**settings) -> RunningCloud:
-        settings = CloudSettings(token=TOKEN, metrics_token=METRICS_TOKEN, **settings)
-        started.append(RunningCloud.start(settings, cloud_engine))
-        return started[-1]
-
-    yield start
-    for cloud in started:
-        cloud.stop()
-
-
-def metric(cloud: RunningCloud, name: str, **labels: str) -> float:
-    headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-    text = httpx.get(f"{cloud.base_url}/metrics", headers=headers).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return sample.value
-    return 0.0
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> None:
@@ -85,22 +56,22 @@ def test_concurrent_sessions_and_sketches_all_get_answers(
 def test_a_queued_request_whose_client_left_never_runs(start_cloud) -> None:
     cloud = start_cloud(engine_slots=1, max_queue=4)
     first = in_background(lambda: cloud.client.post("/v1/sketch", json=LONG_SKETCH))
-    wait_until(lambda: metric(cloud, "cogenesis_cloud_engine_active") == 1, timeout=30)
+    wait_until(lambda: cloud.metric("cogenesis_cloud_engine_active") == 1, timeout=30)
     with pytest.raises(httpx.TimeoutException):  # this client gives up while queued
         cloud.client.post("/v1/sketch", json=LONG_SKETCH, timeout=0.5)
     wait_until(
-        lambda: metric(cloud, "cogenesis_cloud_admission_events_total", reason="client_gone") == 1,
+        lambda: cloud.metric("cogenesis_cloud_admission_events_total", reason="client_gone") == 1,
         timeout=10,
     )
-    assert metric(cloud, "cogenesis_cloud_queue_depth") == 0
+    assert cloud.metric("cogenesis_cloud_queue_depth") == 0
     first.join(300)
-    wait_until(lambda: metric(cloud, "cogenesis_cloud_engine_active") == 0, timeout=10)
-    sketches = metric(
-        cloud, "cogenesis_cloud_requests_total", route="/v1/sketch", method="POST", status="200"
+    wait_until(lambda: cloud.metric("cogenesis_cloud_engine_active") == 0, timeout=10)
+    sketches = cloud.metric(
+        "cogenesis_cloud_requests_total", route="/v1/sketch", method="POST", status="200"
     )
     assert sketches == 1  # the abandoned one was never computed
-    gone = metric(
-        cloud, "cogenesis_cloud_requests_total", route="/v1/sketch", method="POST", status="499"
+    gone = cloud.metric(
+        "cogenesis_cloud_requests_total", route="/v1/sketch", method="POST", status="499"
     )
     assert gone == 1
 
@@ -144,11 +115,11 @@ def test_a_running_sketch_whose_client_left_frees_the_engine(start_cloud) -> Non
     started = time.monotonic()
     with pytest.raises(httpx.TimeoutException):  # this client gives up mid-answer
         cloud.client.post("/v1/sketch", json=LONG_SKETCH, timeout=1.5)
-    wait_until(lambda: metric(cloud, "cogenesis_cloud_engine_active") == 0, timeout=5)
+    wait_until(lambda: cloud.metric("cogenesis_cloud_engine_active") == 0, timeout=5)
     assert time.monotonic() - started < 6.5
     route = {"route": "/v1/sketch", "method": "POST"}
     wait_until(
-        lambda: metric(cloud, "cogenesis_cloud_requests_total", **route, status="499") == 1,
+        lambda: cloud.metric("cogenesis_cloud_requests_total", **route, status="499") == 1,
         timeout=5,
     )
-    assert metric(cloud, "cogenesis_cloud_tokens_generated_total", tenant="default") == 0
+    assert cloud.metric("cogenesis_cloud_tokens_generated_total", tenant="default") == 0

@@ -54,9 +54,7 @@ def busy_cloud() -> Iterator[tuple[RunningCloud, Callable[[], threading.Thread]]
     threads: list[threading.Thread] = []
 
     def busy() -> bool:
-        headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-        text = httpx.get(f"{cloud.base_url}/metrics", headers=headers).text
-        return "cogenesis_cloud_engine_active 1.0" in text
+        return cloud.metric("cogenesis_cloud_engine_active") == 1
 
     def occupy() -> threading.Thread:
         thread = threading.Thread(
