@@ -34,7 +34,8 @@ from tqdm import tqdm
 
 from bench import DEFAULT_DATASET, RESULTS
 from cogenesis.servers import free_port, start_cloud_process, wait_healthy
-from edge_agent.collab.logits import LogitsOptions, run_logits
+from edge_agent.collab.logits import CloudLink, LogitsLoop, LogitsOptions, PublicPrompt
+from edge_agent.collab.private import PrivatePrompt
 from edge_agent.collab.schedule import Schedule
 from edge_agent.outbound import CloudClient, CloudUsage
 from edge_agent.slm import SmallModel
@@ -163,15 +164,14 @@ def run(args: argparse.Namespace) -> dict:
                     draft_min_prob=config.min_prob,
                     lookahead=not args.no_lookahead,
                 )
-                result = run_logits(
+                link = CloudLink(client, f"bench-{index}", usage)
+                result = LogitsLoop(
                     slm,
-                    private,
-                    public,
-                    client if config.schedule is not None else None,
+                    PrivatePrompt.uncached(private),
+                    PublicPrompt.of_tokens(public),
                     options,
-                    f"bench-{index}",
-                    usage,
-                )
+                    cloud=link if config.schedule is not None else None,
+                ).run()
                 t = totals[config.name]
                 t.tokens += result.generated_tokens
                 t.calls += result.cloud_calls

@@ -9,31 +9,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.collab.logits_mode import run_logits_mode
-from edge_agent.collab.private import TextDecoder, build_private_prompt, start_private
+from edge_agent.collab.logits_mode import BLOCKED_TITLE, run_logits_mode
+from edge_agent.collab.private import (
+    PrivatePrompt,
+    TextDecoder,
+    build_private_prompt,
+    start_private,
+)
 from edge_agent.collab.sampling import SamplingParams, UniformStream, pick
 from edge_agent.collab.sketch import fetch_outline
+from edge_agent.guard.protocol import Guard
+from edge_agent.job import CompletionJob
 from edge_agent.outbound import CloudClient, CloudUsage
 from edge_agent.prompts import PromptLimits
+from edge_agent.report import CompletionReport, LogitsReport
 from edge_agent.settings import EdgeSettings
-from edge_agent.slm import SmallModelPool
+from edge_agent.slm import SmallModel, SmallModelPool
 
-MODES = ("local", "cogenesis-sketch", "cogenesis-logits")
-
-
-@dataclass
-class CompletionJob:
-    mode: str
-    ctx: Any  # edge_agent.store UserContext
-    task: str
-    max_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+TextCallback = Callable[[str], None]
 
 
 def make_picker(temperature: float, top_p: float, seed: int | None) -> Callable[[Any], int]:
@@ -57,7 +52,7 @@ class Gateway:
         settings: EdgeSettings,
         pool: SmallModelPool,
         cloud: CloudClient,
-        guard: Any,
+        guard: Guard,
     ) -> None:
         self.settings = settings
         self.pool = pool
@@ -65,12 +60,10 @@ class Gateway:
         self.guard = guard
         self.limits = PromptLimits(settings.history_items, settings.history_chars)
 
-    def execute(self, job: CompletionJob, on_text: Callable[[str], None]) -> dict[str, Any]:
+    def execute(self, job: CompletionJob, on_text: TextCallback) -> CompletionReport:
         started = time.perf_counter()
         usage = CloudUsage()
-        report: dict[str, Any] = {"mode": job.mode, "degraded": False}
-        policy = job.options.get("guard_policy") or self.settings.guard_policy
-        report["guard_policy"] = policy
+        report = CompletionReport(mode=job.mode, guard_policy=job.guard_policy)
         outline: list[str] | None = None
         if job.mode == "cogenesis-sketch":
             result = fetch_outline(
@@ -78,38 +71,39 @@ class Gateway:
                 self.guard,
                 job.ctx,
                 job.task,
-                policy=policy,
+                policy=job.guard_policy,
                 usage=usage,
-                max_points=int(job.options.get("sketch_points") or self.settings.sketch_points),
+                max_points=job.sketch_points,
                 max_tokens=self.settings.sketch_max_tokens,
             )
             outline = result.points
-            report["sketch_points"] = result.points
-            report["guard"] = result.guard
+            report.sketch_points = result.points
+            report.guard = result.guard
             if result.degraded:
-                report.update(degraded=True, degraded_reason=result.reason)
+                report.degrade(result.reason)
         with self.pool.acquire() as slm:
             model_seconds = slm.timer.seconds
             cached_before = slm.timer.cached_tokens
             prompt = build_private_prompt(slm, job.ctx, job.task, outline, self.limits)
             if job.mode == "cogenesis-logits":
-                produced = self._run_logits(slm, job, prompt, policy, usage, on_text, report)
+                produced = self._run_logits(slm, job, prompt, usage, on_text, report)
             else:
                 produced = self.run_local(slm, job, prompt, on_text)
-            report["prompt_tokens"] = len(prompt.tokens)
-            report["completion_tokens"] = produced
-            report["prefix_cached_tokens"] = slm.timer.cached_tokens - cached_before
-            report["small_model_s"] = round(slm.timer.seconds - model_seconds, 4)
-        report.update(
-            cloud_calls=usage.calls,
-            bytes_up=usage.bytes_up,
-            bytes_down=usage.bytes_down,
-            cloud_wait_s=round(usage.wait_s, 4),
-            total_s=round(time.perf_counter() - started, 4),
-        )
+            report.prompt_tokens = len(prompt.tokens)
+            report.completion_tokens = produced
+            report.prefix_cached_tokens = slm.timer.cached_tokens - cached_before
+            report.small_model_s = round(slm.timer.seconds - model_seconds, 4)
+        report.finish_reason = "length" if produced >= job.max_tokens else "stop"
+        report.cloud_calls = usage.calls
+        report.bytes_up = usage.bytes_up
+        report.bytes_down = usage.bytes_down
+        report.cloud_wait_s = round(usage.wait_s, 4)
+        report.total_s = round(time.perf_counter() - started, 4)
         return report
 
-    def run_local(self, slm, job: CompletionJob, prompt, on_text) -> int:
+    def run_local(
+        self, slm: SmallModel, job: CompletionJob, prompt: PrivatePrompt, on_text: TextCallback
+    ) -> int:
         pick = make_picker(job.temperature, job.top_p, job.seed)
         decoder = TextDecoder(slm)
         produced = 0
@@ -123,8 +117,26 @@ class Gateway:
             on_text(tail)
         return produced
 
-    def _run_logits(self, slm, job, prompt, policy, usage, on_text, report) -> int:
-        return run_logits_mode(self, slm, job, prompt, policy, usage, on_text, report)
+    def _run_logits(
+        self,
+        slm: SmallModel,
+        job: CompletionJob,
+        prompt: PrivatePrompt,
+        usage: CloudUsage,
+        on_text: TextCallback,
+        report: CompletionReport,
+    ) -> int:
+        outcome = run_logits_mode(
+            slm, job, prompt, guard=self.guard, cloud=self.cloud, usage=usage, on_text=on_text
+        )
+        report.guard = outcome.guard
+        if outcome.result is None:
+            report.degrade(BLOCKED_TITLE)
+            return self.run_local(slm, job, prompt, on_text)
+        report.logits = LogitsReport.of(outcome.result)
+        if outcome.result.degraded:
+            report.degrade(outcome.result.degraded_reason)
+        return outcome.result.generated_tokens
 
     def check_vocabulary(self, model_id: str, fingerprint: str) -> None:
         """Refuse logits mode against a cloud whose token ids mean other bytes."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+
+from edge_agent.store.context import UserContext
 
 PRIVATE_SYSTEM = (
     "You are a personal writing assistant. You write on behalf of the user described "
@@ -19,14 +20,6 @@ PRIVATE_SYSTEM = (
 )
 
 PUBLIC_SYSTEM = "You are a helpful writing assistant."
-
-
-class UserContextLike(Protocol):
-    user_id: str
-    name: str
-    fields: dict[str, str]
-    history: Sequence[tuple[str, str]]
-    data_version: int
 
 
 @dataclass(frozen=True)
@@ -41,7 +34,7 @@ def task_title(task: str) -> str:
     return title or task.strip()
 
 
-def private_system_prompt(ctx: UserContextLike, limits: PromptLimits = PromptLimits()) -> str:
+def private_system_prompt(ctx: UserContext, limits: PromptLimits = PromptLimits()) -> str:
     lines = [PRIVATE_SYSTEM, "", "## The user's profile"]
     for key, value in ctx.fields.items():
         if value:
@@ -70,7 +63,7 @@ def private_user_prompt(task: str, outline: Sequence[str] | None = None) -> str:
 
 
 def private_messages(
-    ctx: UserContextLike,
+    ctx: UserContext,
     task: str,
     outline: Sequence[str] | None = None,
     limits: PromptLimits = PromptLimits(),

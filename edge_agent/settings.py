@@ -9,6 +9,8 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_agent.collab.fusion import FusionRuleName
+from edge_agent.limits import MAX_COMPLETION_TOKENS
+from shared_protocol import limits
 
 GuardPolicy = Literal["redact", "block", "off"]
 
@@ -45,7 +47,9 @@ class EdgeSettings(BaseSettings):
         description="Small-model contexts, so requests can overlap (each "
         "holds its own KV cache; the weights are shared).",
     )
-    max_tokens: int = Field(256, ge=1, le=4096, description="Default answer length in tokens.")
+    max_tokens: int = Field(
+        256, ge=1, le=MAX_COMPLETION_TOKENS, description="Default answer length in tokens."
+    )
     history_items: int = Field(4, ge=0, description="Writing samples put in the private prompt.")
     history_chars: int = Field(1200, ge=0, description="Characters kept of each writing sample.")
     cloud_timeout_s: float = Field(60.0, gt=0, description="Read timeout of one cloud call, s.")
@@ -56,13 +60,24 @@ class EdgeSettings(BaseSettings):
         None, description="Also keep prefix KV states on disk here (survives restarts)."
     )
     guard_policy: GuardPolicy = Field("redact", description="Default outbound guard policy.")
-    sketch_points: int = Field(6, ge=1, le=12, description="Outline points asked of the cloud.")
-    sketch_max_tokens: int = Field(160, ge=16, le=1024, description="Token budget of a sketch.")
+    sketch_points: int = Field(
+        6, ge=1, le=limits.MAX_SKETCH_POINTS, description="Outline points asked of the cloud."
+    )
+    sketch_max_tokens: int = Field(
+        160,
+        ge=limits.MIN_SKETCH_TOKENS,
+        le=limits.MAX_SKETCH_TOKENS,
+        description="Token budget of a sketch.",
+    )
     fusion: FusionRuleName = Field("mean", description="Default fusion rule in logits mode.")
     fusion_alpha: float = Field(0.5, ge=0, le=1, description="Weight of the small model.")
     gate_path: Path | None = Field(None, description="Trained gate file for fusion='gate'.")
-    draft_tokens: int = Field(8, ge=0, le=16, description="Draft length (0 = step by step).")
-    top_k: int = Field(10, ge=1, le=20, description="Top-k log-probs asked of the cloud.")
+    draft_tokens: int = Field(
+        8, ge=0, le=limits.MAX_DRAFT_TOKENS, description="Draft length (0 = step by step)."
+    )
+    top_k: int = Field(
+        10, ge=1, le=limits.MAX_TOP_K, description="Top-k log-probs asked of the cloud."
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
 
     @field_validator("db_url")

@@ -49,7 +49,7 @@ class SketchRequest(WireModel):
     protocol_version: Version = limits.PROTOCOL_VERSION
     instruction: str = Field(min_length=1, max_length=limits.MAX_INSTRUCTION_CHARS)
     max_points: int = Field(default=6, ge=1, le=limits.MAX_SKETCH_POINTS)
-    max_tokens: int = Field(default=256, ge=16, le=limits.MAX_SKETCH_TOKENS)
+    max_tokens: int = Field(default=256, ge=limits.MIN_SKETCH_TOKENS, le=limits.MAX_SKETCH_TOKENS)
 
 
 class SketchResponse(WireModel):

@@ -11,6 +11,11 @@ Two ways to get the cloud's distributions, with identical output (docs/logits.md
   distribution, the cloud scores them in one call (N + 1 positions), and the edge walks
   the positions, keeping drafted tokens while the chosen token equals the draft. The
   first difference is replaced by the chosen token and drafting starts again there.
+
+One answer is one `LogitsLoop`: ``open`` starts both sides, ``step`` picks one token
+(asking ``verify`` for the cloud's distribution; when the last scored draft does not
+cover the position, it ``send``s a fresh ``draft`` and ``receive``s the scores),
+``result`` sums it up. ``run`` does all of it under the small model's lock.
 """
 
 from __future__ import annotations
@@ -20,22 +25,87 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pydantic import ValidationError
 
 from edge_agent.collab.fusion import FusionRule, TopKArrays, as_topk, fuse, make_rule
 from edge_agent.collab.gate import Gate
-from edge_agent.collab.prefix_view import IdentityView, View, make_view
+from edge_agent.collab.prefix_view import IdentityView, Tokenizer, make_view
+from edge_agent.collab.private import PrivatePrompt
 from edge_agent.collab.sampling import SamplingParams, UniformStream, pick
 from edge_agent.collab.schedule import Schedule
+from edge_agent.guard.matcher import TermMatcher
 from edge_agent.outbound import CloudError, CloudUsage, GuardRecord
-from shared_protocol import SessionOpenRequest, SessionStepRequest, TopK, limits
+from shared_protocol import (
+    SessionOpenRequest,
+    SessionOpenResponse,
+    SessionStepRequest,
+    SessionStepResponse,
+    TopK,
+    limits,
+)
 
 TokenCallback = Callable[[int], Any]
+Finish = Literal["stop", "length"]
+
+
+class _Timer(Protocol):
+    seconds: float
+
+
+class LoopModel(Tokenizer, Protocol):
+    """What the loop needs of the small model (``SmallModel`` fits, and the tests' toys)."""
+
+    lock: AbstractContextManager[Any]
+    timer: _Timer
+    n_ctx: int
+
+    @property
+    def n_tokens(self) -> int: ...
+
+    def start(
+        self, tokens: Sequence[int], *, prefix_key: str | None = None, prefix_len: int = 0
+    ) -> np.ndarray: ...
+
+    def append(self, tokens: Sequence[int]) -> np.ndarray: ...
+
+    def rewind(self, n_tokens: int) -> None: ...
+
+    def is_eos(self, token_id: int) -> bool: ...
+
+
+class SessionClient(Protocol):
+    """What the loop needs of the cloud (``CloudClient`` fits, and the tests' toys)."""
+
+    def open_session(
+        self,
+        req: SessionOpenRequest,
+        *,
+        user_id: str,
+        mode: str,
+        usage: CloudUsage,
+        guard: GuardRecord | None = None,
+    ) -> SessionOpenResponse: ...
+
+    def step(
+        self,
+        session_id: str,
+        req: SessionStepRequest,
+        *,
+        user_id: str,
+        mode: str,
+        usage: CloudUsage,
+        guard: GuardRecord | None = None,
+    ) -> SessionStepResponse: ...
+
+    def close_session(
+        self, session_id: str, *, user_id: str, mode: str, usage: CloudUsage
+    ) -> None: ...
 
 
 @dataclass
@@ -50,7 +120,6 @@ class LogitsOptions:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
-    public_system: str | None = None  # system message for a public prompt given as text
     edge_k: int | None = None  # edge candidates per fused step; default: top_k
     draft_min_prob: float = 0.05  # stop drafting when P_small(whole draft) drops below
     lookahead: bool = True  # keep drafting on the device while a cloud call is in flight
@@ -72,11 +141,50 @@ class LogitsOptions:
         return make_rule(self.fusion, alpha=self.alpha, gate_model=gate)
 
 
+@dataclass(frozen=True)
+class PublicPrompt:
+    """What the cloud session is opened on: text (rendered by the cloud's chat template,
+    under `system`) or token ids. Never anything private."""
+
+    text: str | None = None
+    token_ids: tuple[int, ...] | None = None
+    system: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.token_ids is None):
+            raise ValueError("a public prompt is either text or token ids")
+
+    @classmethod
+    def of_tokens(cls, token_ids: Sequence[int]) -> PublicPrompt:
+        return cls(token_ids=tuple(token_ids))
+
+    def open_request(self, top_k: int) -> SessionOpenRequest:
+        if self.text is not None:
+            text = self.text[: limits.MAX_PROMPT_CHARS]
+            return SessionOpenRequest(prompt=text, system=self.system, top_k=top_k)
+        return SessionOpenRequest(prompt_token_ids=list(self.token_ids or ()), top_k=top_k)
+
+
+@dataclass(frozen=True)
+class CloudLink:
+    """The cloud as one answer uses it: the session client, and what every call carries.
+
+    `guard` is the public prompt's guard record (ledgered with the open call); its policy
+    is also ledgered with every step, next to the prefix redactions that step released.
+    """
+
+    client: SessionClient
+    user_id: str
+    usage: CloudUsage = field(default_factory=CloudUsage)
+    mode: str = "logits"
+    guard: GuardRecord | None = None
+
+
 @dataclass
 class LogitsResult:
     tokens: list[int]
     text: str
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Finish
     generated_tokens: int
     collaborated: int  # tokens chosen by fusion with the cloud
     cloud_calls: int
@@ -101,25 +209,18 @@ class LogitsResult:
     held_back_steps: int = 0
     prefix_guard_s: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("tokens")
-        data.pop("text")
-        return data
-
 
 class _CloudSide:
     """The cloud session as the edge sees it: committed tokens, the scored draft.
 
     Tokens here are the CLOUD's copy of the answer (the view's `released` tokens), which
-    equals the generated tokens unless prefix redaction replaced a private span.
+    equals the generated tokens unless prefix redaction replaced a private span. Without
+    a link the cloud is never alive: the small model answers alone.
     """
 
-    def __init__(self, client: Any, user_id: str, usage: CloudUsage, mode: str) -> None:
-        self.client = client
-        self.user_id = user_id
-        self.usage = usage
-        self.mode = mode
+    def __init__(self, link: CloudLink | None) -> None:
+        self.link = link
+        self.usage = link.usage if link is not None else CloudUsage()
         self.session_id: str | None = None
         self.alive = False
         self.failure: CloudError | None = None
@@ -130,11 +231,13 @@ class _CloudSide:
         self.accepted = 0  # drafted tokens kept, counted when the next call commits them
 
     def _kw(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "mode": self.mode, "usage": self.usage}
+        assert self.link is not None
+        return {"user_id": self.link.user_id, "mode": self.link.mode, "usage": self.usage}
 
-    def open(self, request: SessionOpenRequest, vocab_size: int, guard: Any) -> None:
+    def open(self, request: SessionOpenRequest, vocab_size: int) -> None:
+        assert self.link is not None
         self.vocab_size = vocab_size
-        reply = self.client.open_session(request, guard=guard, **self._kw())
+        reply = self.link.client.open_session(request, guard=self.link.guard, **self._kw())
         self.session_id = reply.session_id
         self.alive = True
         self.positions = [self._check(reply.next)]
@@ -178,9 +281,9 @@ class _CloudSide:
     def _call(
         self, request: SessionStepRequest, n_draft: int, guard: GuardRecord | None
     ) -> list[TopKArrays]:
-        assert self.session_id is not None
+        assert self.link is not None and self.session_id is not None
         kw = self._kw() if guard is None else {**self._kw(), "guard": guard}
-        reply = self.client.step(self.session_id, request, **kw)
+        reply = self.link.client.step(self.session_id, request, **kw)
         if len(reply.positions) != n_draft + 1:
             raise CloudError(
                 f"cloud returned {len(reply.positions)} positions for a draft of {n_draft}"
@@ -202,12 +305,12 @@ class _CloudSide:
         self.positions, self.draft = [], []
 
     def close(self) -> None:
-        if self.session_id is None:
+        if self.link is None or self.session_id is None:
             return
         if self.failure is not None and (self.failure.status is None or self.failure.status == 404):
             return  # unreachable or already gone: idle expiry cleans up
         try:
-            self.client.close_session(self.session_id, **self._kw())
+            self.link.client.close_session(self.session_id, **self._kw())
         except CloudError:
             pass
 
@@ -215,7 +318,7 @@ class _CloudSide:
 class _Edge:
     """The small model's context: prompt + generated + (drafted, not yet decided)."""
 
-    def __init__(self, model: Any, n_prompt: int, first: np.ndarray) -> None:
+    def __init__(self, model: LoopModel, n_prompt: int, first: np.ndarray) -> None:
         self.model = model
         self.n_prompt = n_prompt
         self.generated = 0
@@ -252,252 +355,276 @@ class _Edge:
         self.generated += 1
 
 
-def _private_tokens(prompt: Any) -> tuple[list[int], str | None, int]:
-    if hasattr(prompt, "tokens"):
-        return list(prompt.tokens), getattr(prompt, "prefix_key", None), prompt.prefix_len
-    return list(prompt), None, 0
+class LogitsLoop:
+    """One answer in logits mode; never raises for cloud trouble (it degrades).
 
-
-def _open_request(public_prompt: str | Sequence[int], options: LogitsOptions):
-    if isinstance(public_prompt, str):
-        text = public_prompt[: limits.MAX_PROMPT_CHARS]
-        return SessionOpenRequest(prompt=text, system=options.public_system, top_k=options.top_k)
-    return SessionOpenRequest(prompt_token_ids=list(public_prompt), top_k=options.top_k)
-
-
-def run_logits(
-    small_model: Any,
-    private_prompt_tokens: Sequence[int] | Any,
-    public_prompt: str | Sequence[int],
-    cloud_client: Any,
-    options: LogitsOptions,
-    user_id: str,
-    usage: CloudUsage,
-    on_token: TokenCallback | None = None,
-    *,
-    guard: Any = None,
-    mode: str = "logits",
-    rule: FusionRule | None = None,
-    matcher: Any = None,
-) -> LogitsResult:
-    """Generate an answer in logits mode; never raises for cloud trouble (degrades).
-
-    `private_prompt_tokens` is a token list or a `PrivatePrompt` (its cached prefix is
-    reused). `public_prompt` is text (rendered by the cloud's template, with
-    `options.public_system`) or token ids. `cloud_client` may be None: local only.
-    `rule` overrides `options.fusion` (a preloaded gate, say). `matcher` (the user's
-    `TermMatcher`) turns on prefix redaction unless `options.prefix_redaction` is off.
+    `cloud` None: the small model answers alone. `rule` overrides `options.fusion` (a
+    preloaded gate, say). `matcher` (the user's profile terms) turns on prefix redaction
+    unless `options.prefix_redaction` is off. `on_token` sees every generated token as
+    it is chosen. A loop runs once: ``LogitsLoop(...).run()``.
     """
-    started = time.perf_counter()
-    rule = rule or options.rule()
-    params = SamplingParams(options.temperature, options.top_p)
-    uniforms = UniformStream(options.seed)
-    tokens, prefix_key, prefix_len = _private_tokens(private_prompt_tokens)
-    cloud = _CloudSide(cloud_client, user_id, usage, mode)
-    # Everything the cloud learns of the answer goes through the view (prefix_view.py).
-    view = make_view(matcher if options.prefix_redaction else None, small_model)
-    held_back = 0
-    calls0, up0, down0, wait0 = usage.calls, usage.bytes_up, usage.bytes_down, usage.wait_s
-    generated: list[int] = []
-    finish: Literal["stop", "length"] = "length"
-    collaborated = drafted = accepted = 0
-    edge_k = options.edge_k or options.top_k
 
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cogenesis-cloud")
-    pending: Future | None = None
-    edge: _Edge | None = None
-    with small_model.lock:
-        timer0 = small_model.timer.seconds
+    def __init__(
+        self,
+        model: LoopModel,
+        prompt: PrivatePrompt,
+        public: PublicPrompt,
+        options: LogitsOptions,
+        *,
+        cloud: CloudLink | None = None,
+        rule: FusionRule | None = None,
+        matcher: TermMatcher | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> None:
+        self.model = model
+        self.prompt = prompt
+        self.public = public
+        self.options = options
+        self.on_token = on_token
+        self.rule = rule or options.rule()
+        self.params = SamplingParams(options.temperature, options.top_p)
+        self.uniforms = UniformStream(options.seed)
+        self.edge_k = options.edge_k or options.top_k
+        self.min_logprob = (
+            math.log(options.draft_min_prob) if options.draft_min_prob > 0 else -math.inf
+        )
+        self.cloud = _CloudSide(cloud)
+        # Everything the cloud learns of the answer goes through the view (prefix_view.py).
+        self.view = make_view(matcher if options.prefix_redaction else None, model)
+        self.edge: _Edge | None = None
+        self.generated: list[int] = []
+        self.finish: Finish = "length"
+        self.collaborated = self.drafted = self.held_back = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None  # the step call in flight
+        self._in_flight = 0  # draft tokens it scores
+        usage = self.cloud.usage
+        self._usage0 = (usage.calls, usage.bytes_up, usage.bytes_down, usage.wait_s)
+        self._started = time.perf_counter()
+        self._small_s = 0.0
+
+    # --- the whole answer ------------------------------------------------------------
+
+    def run(self) -> LogitsResult:
+        self._started = time.perf_counter()
+        with self.model.lock:
+            timer0 = self.model.timer.seconds
+            try:
+                self.open()
+                while self.step():
+                    pass
+                self._edge().drop_drafts()
+            finally:
+                self.close()
+            self._small_s = self.model.timer.seconds - timer0
+        return self.result()
+
+    def open(self) -> None:
+        """Start the small model on the private prompt and the cloud on the public one."""
+        if self.edge is not None:
+            raise RuntimeError("a LogitsLoop answers once; make a new one")
+        first = self.model.start(
+            self.prompt.tokens, prefix_key=self.prompt.prefix_key, prefix_len=self.prompt.prefix_len
+        )
+        self.edge = _Edge(self.model, len(self.prompt.tokens), first)
+        if self.cloud.link is None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cogenesis-cloud")
         try:
-            first = small_model.start(tokens, prefix_key=prefix_key, prefix_len=prefix_len)
-            edge = _Edge(small_model, len(tokens), first)
-            if cloud_client is not None:
-                try:
-                    cloud.open(_open_request(public_prompt, options), len(first), guard)
-                except ValidationError as exc:
-                    cloud.fail(CloudError(f"public prompt rejected before sending: {exc}"))
-                except CloudError as exc:
-                    cloud.fail(exc)
-            while len(generated) < options.max_tokens:
-                s = len(generated)
-                dist = None
-                if cloud.alive and options.schedule.should_call(s) and not view.in_sync:
-                    held_back += 1  # the cloud has not seen the whole prefix: edge alone
-                elif cloud.alive and options.schedule.should_call(s):
-                    dist = cloud.lookup(view.released)
-                    if dist is None:
-                        draft = _draft(edge, params, uniforms, s, options, small_model)
-                        sent, record = _through_view(view, draft, cloud.known, guard)
-                        pending = executor.submit(cloud.step, list(view.released), sent, record)
-                        try:
-                            if options.lookahead:
-                                _draft_while_waiting(
-                                    pending, edge, params, uniforms, s, options, small_model
-                                )
-                            pending.result()
-                            drafted += len(sent)
-                            dist = cloud.lookup(view.released)
-                        except CloudError as exc:
-                            cloud.fail(exc)
-                        pending = None
-                if cloud.alive and dist is not None:
-                    fused = fuse(rule, edge.logprobs[0], dist, edge_k=edge_k)
-                    token = pick(fused.logprobs, params, uniforms.at(s), fused.token_ids)
-                    collaborated += 1
-                else:
-                    token = pick(edge.logprobs[0], params, uniforms.at(s))
-                if small_model.is_eos(token):
-                    finish = "stop"
-                    break
-                generated.append(token)
-                view.feed(token)
-                if on_token is not None:
-                    on_token(token)
-                if len(generated) >= options.max_tokens:
-                    break
-                if len(tokens) + len(generated) + 1 >= small_model.n_ctx:
-                    break  # the small model's context is full
-                edge.advance(token)
-            edge.drop_drafts()
-        finally:
-            if pending is not None:  # the device failed mid-call: let the call finish
-                with contextlib.suppress(CloudError):
-                    pending.result()
-            executor.shutdown(wait=False)
-            if cloud_client is not None:
-                cloud.close()
-        small_s = small_model.timer.seconds - timer0
+            self.cloud.open(self.public.open_request(self.options.top_k), len(first))
+        except ValidationError as exc:
+            self.cloud.fail(CloudError(f"public prompt rejected before sending: {exc}"))
+        except CloudError as exc:
+            self.cloud.fail(exc)
 
-    if cloud.alive:
-        accepted = cloud.accepted + cloud.kept(view.released)
-    else:
-        accepted = cloud.accepted
-    degraded = cloud.failure is not None
-    reason = f"cloud unavailable, finished on the device: {cloud.failure}" if degraded else None
-    return LogitsResult(
-        tokens=generated,
-        text=small_model.detokenize(generated).decode("utf-8", errors="replace"),
-        finish_reason=finish,
-        generated_tokens=len(generated),
-        collaborated=collaborated,
-        cloud_calls=usage.calls - calls0,
-        drafted=drafted,
-        accepted=accepted,
-        small_model_evals=edge.evals if edge is not None else 0,
-        bytes_up=usage.bytes_up - up0,
-        bytes_down=usage.bytes_down - down0,
-        small_model_s=small_s,
-        cloud_wait_s=usage.wait_s - wait0,
-        wall_s=time.perf_counter() - started,
-        degraded=degraded,
-        degraded_reason=reason,
-        seed=uniforms.seed,
-        fusion=rule.name,
-        schedule=str(options.schedule),
-        draft_tokens=options.draft_tokens,
-        prefix_redaction=not isinstance(view, IdentityView),
-        redacted_spans=len(view.redactions),
-        held_back_steps=held_back,
-        prefix_guard_s=view.seconds,
-    )
+    def step(self) -> bool:
+        """Choose and commit the next token; False once the answer is finished."""
+        edge = self._edge()
+        position = len(self.generated)
+        consult = self.cloud.alive and self.options.schedule.should_call(position)
+        dist = self.verify() if consult else None
+        if dist is not None:
+            fused = fuse(self.rule, edge.logprobs[0], dist, edge_k=self.edge_k)
+            token = pick(fused.logprobs, self.params, self.uniforms.at(position), fused.token_ids)
+            self.collaborated += 1
+        else:
+            token = pick(edge.logprobs[0], self.params, self.uniforms.at(position))
+        if self.model.is_eos(token):
+            self.finish = "stop"
+            return False
+        self.generated.append(token)
+        self.view.feed(token)
+        if self.on_token is not None:
+            self.on_token(token)
+        if len(self.generated) >= self.options.max_tokens:
+            return False
+        if len(self.prompt.tokens) + len(self.generated) + 1 >= self.model.n_ctx:
+            return False  # the small model's context is full
+        edge.advance(token)
+        return True
 
+    def verify(self) -> TopKArrays | None:
+        """The cloud's distribution at the next position, or None: the edge decides alone.
 
-def _through_view(
-    view: View, draft: list[int], known: int, guard: Any
-) -> tuple[list[int], GuardRecord | None]:
-    """The part of an (edge) draft the cloud may score, and the step's ledger record.
+        The last scored draft may already cover the position; if not, a fresh draft is
+        sent and its reply awaited (the small model drafts on meanwhile, with lookahead).
+        """
+        if not self.view.in_sync:
+            self.held_back += 1  # the cloud has not seen the whole prefix: edge alone
+            return None
+        dist = self.cloud.lookup(self.view.released)
+        if dist is not None:
+            return dist
+        self.send(self.draft())
+        return self.receive()
 
-    The draft is fed to a copy of the view: only what it releases is sent (tokens held
-    back at the draft's end are not), which may include generated tokens held so far.
-    """
-    ahead = view.fork()
-    for token in draft:
-        ahead.feed(token)
-    sent = ahead.released[len(view.released) :][: limits.MAX_DRAFT_TOKENS]
-    if guard is None:
-        return sent, None
-    policy = guard.policy if isinstance(guard, GuardRecord) else str(guard.get("policy"))
-    end = len(view.released) + len(sent)
-    return sent, GuardRecord(policy=policy, findings=ahead.records(known, end))
+    def send(self, draft: list[int]) -> None:
+        """Start one step call: sync the cloud to the released prefix, score `draft`
+        (what of it the view releases). The reply is awaited by `receive`."""
+        assert self._executor is not None and self._pending is None
+        sent, record = self._through_view(draft)
+        self._in_flight = len(sent)
+        self._pending = self._executor.submit(
+            self.cloud.step, list(self.view.released), sent, record
+        )
 
+    def receive(self) -> TopKArrays | None:
+        """Wait for the call `send` started; the cloud's distribution at the next
+        position, or None when the cloud failed (the answer then degrades)."""
+        assert self._pending is not None
+        dist = None
+        try:
+            if self.options.lookahead:
+                self._draft_while_waiting(self._pending)
+            self._pending.result()
+            self.drafted += self._in_flight
+            dist = self.cloud.lookup(self.view.released)
+        except CloudError as exc:
+            self.cloud.fail(exc)
+        self._pending = None
+        return dist
 
-def _draft_one(
-    edge: _Edge,
-    params: SamplingParams,
-    uniforms: UniformStream,
-    s: int,
-    model: Any,
-    min_logprob: float,
-) -> bool:
-    """Draft the next token after the current drafts.
+    def draft(self) -> list[int]:
+        """Draft from the small model's own distribution, with the uniforms of the positions.
 
-    False (nothing drafted) at EOS, when the context is full, or when the small model's
-    probability of all its drafts so far would fall below the confidence floor: that
-    position is then left to the next call (it is scored as the position after the
-    draft anyway).
-    """
-    if edge.room() < 1:
-        return False
-    lp = edge.logprobs[-1]
-    token = pick(lp, params, uniforms.at(s + len(edge.extra)))
-    if model.is_eos(token):
-        return False
-    if sum(edge.extra_lp) + float(lp[token]) < min_logprob:
-        return False
-    edge.push_draft(token)
-    return True
-
-
-def _min_logprob(options: LogitsOptions) -> float:
-    p = options.draft_min_prob
-    return math.log(p) if p > 0 else -math.inf
-
-
-def _draft(
-    edge: _Edge,
-    params: SamplingParams,
-    uniforms: UniformStream,
-    s: int,
-    options: LogitsOptions,
-    model: Any,
-) -> list[int]:
-    """Draft from the small model's own distribution, with the uniforms of the positions.
-
-    A drafted token at position s + i is exactly what the small model alone would pick
-    there, so drafts already in the context (from lookahead) are reused as they are,
-    and on local (unscheduled) positions a draft is always kept. Drafting stops after
-    `draft_tokens`, or earlier when the small model's probability of the whole draft
-    drops below `draft_min_prob` (uncertain tokens are where fusion overrules it).
-    """
-    n = max(0, min(options.draft_tokens, options.max_tokens - s - 1))
-    floor = _min_logprob(options)
-    sent, total = 0, 0.0  # lookahead drafts skip the floor: apply it to what is sent
-    while sent < min(n, len(edge.extra)) and total + edge.extra_lp[sent] >= floor:
-        total += edge.extra_lp[sent]
-        sent += 1
-    if sent == len(edge.extra):
-        while len(edge.extra) < n and _draft_one(edge, params, uniforms, s, model, floor):
+        A drafted token at position s + i is exactly what the small model alone would pick
+        there, so drafts already in the context (from lookahead) are reused as they are,
+        and on local (unscheduled) positions a draft is always kept. Drafting stops after
+        `draft_tokens`, or earlier when the small model's probability of the whole draft
+        drops below `draft_min_prob` (uncertain tokens are where fusion overrules it).
+        """
+        edge = self._edge()
+        n = max(
+            0, min(self.options.draft_tokens, self.options.max_tokens - len(self.generated) - 1)
+        )
+        sent, total = 0, 0.0  # lookahead drafts skip the floor: apply it to what is sent
+        while sent < min(n, len(edge.extra)) and total + edge.extra_lp[sent] >= self.min_logprob:
+            total += edge.extra_lp[sent]
             sent += 1
-    return edge.extra[:sent]
+        if sent == len(edge.extra):
+            while len(edge.extra) < n and self._draft_one(self.min_logprob):
+                sent += 1
+        return edge.extra[:sent]
 
+    def close(self) -> None:
+        """Let an in-flight call finish (the device failed mid-call), close the session."""
+        if self._pending is not None:
+            with contextlib.suppress(CloudError):
+                self._pending.result()
+            self._pending = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        self.cloud.close()
 
-def _draft_while_waiting(
-    pending: Future,
-    edge: _Edge,
-    params: SamplingParams,
-    uniforms: UniformStream,
-    s: int,
-    options: LogitsOptions,
-    model: Any,
-) -> None:
-    """Lookahead: while the cloud scores a draft, draft on past it (on the device).
+    def result(self) -> LogitsResult:
+        cloud, usage, view = self.cloud, self.cloud.usage, self.view
+        calls0, up0, down0, wait0 = self._usage0
+        accepted = cloud.accepted + (cloud.kept(view.released) if cloud.alive else 0)
+        degraded = cloud.failure is not None
+        reason = f"cloud unavailable, finished on the device: {cloud.failure}" if degraded else None
+        return LogitsResult(
+            tokens=self.generated,
+            text=self.model.detokenize(self.generated).decode("utf-8", errors="replace"),
+            finish_reason=self.finish,
+            generated_tokens=len(self.generated),
+            collaborated=self.collaborated,
+            cloud_calls=usage.calls - calls0,
+            drafted=self.drafted,
+            accepted=accepted,
+            small_model_evals=self.edge.evals if self.edge is not None else 0,
+            bytes_up=usage.bytes_up - up0,
+            bytes_down=usage.bytes_down - down0,
+            small_model_s=self._small_s,
+            cloud_wait_s=usage.wait_s - wait0,
+            wall_s=time.perf_counter() - self._started,
+            degraded=degraded,
+            degraded_reason=reason,
+            seed=self.uniforms.seed,
+            fusion=self.rule.name,
+            schedule=str(self.options.schedule),
+            draft_tokens=self.options.draft_tokens,
+            prefix_redaction=not isinstance(view, IdentityView),
+            redacted_spans=len(view.redactions),
+            held_back_steps=self.held_back,
+            prefix_guard_s=view.seconds,
+        )
 
-    If the whole draft is kept these tokens become the next draft; if not, they are
-    rewound like any rejected draft. The answer does not depend on it. The device would
-    be idle meanwhile, so the confidence floor does not apply here (only to what is
-    sent next).
-    """
-    cap = min(len(edge.extra) + max(options.draft_tokens, 1), options.max_tokens - s - 1)
-    while not pending.done() and len(edge.extra) < cap:
-        if not _draft_one(edge, params, uniforms, s, model, -math.inf):
-            break
+    # --- helpers ---------------------------------------------------------------------
+
+    def _edge(self) -> _Edge:
+        assert self.edge is not None, "open() first"
+        return self.edge
+
+    def _through_view(self, draft: list[int]) -> tuple[list[int], GuardRecord | None]:
+        """The part of an (edge) draft the cloud may score, and the step's ledger record.
+
+        The draft is fed to a copy of the view: only what it releases is sent (tokens held
+        back at the draft's end are not), which may include generated tokens held so far.
+        """
+        ahead = self.view.fork()
+        for token in draft:
+            ahead.feed(token)
+        released = self.view.released
+        sent = ahead.released[len(released) :][: limits.MAX_DRAFT_TOKENS]
+        guard = self.cloud.link.guard if self.cloud.link is not None else None
+        if guard is None:
+            return sent, None
+        findings = ahead.records(self.cloud.known, len(released) + len(sent))
+        return sent, GuardRecord(policy=guard.policy, findings=findings)
+
+    def _draft_one(self, min_logprob: float) -> bool:
+        """Draft the next token after the current drafts.
+
+        False (nothing drafted) at EOS, when the context is full, or when the small model's
+        probability of all its drafts so far would fall below the confidence floor: that
+        position is then left to the next call (it is scored as the position after the
+        draft anyway).
+        """
+        edge = self._edge()
+        if edge.room() < 1:
+            return False
+        lp = edge.logprobs[-1]
+        token = pick(lp, self.params, self.uniforms.at(len(self.generated) + len(edge.extra)))
+        if self.model.is_eos(token):
+            return False
+        if sum(edge.extra_lp) + float(lp[token]) < min_logprob:
+            return False
+        edge.push_draft(token)
+        return True
+
+    def _draft_while_waiting(self, pending: Future) -> None:
+        """Lookahead: while the cloud scores a draft, draft on past it (on the device).
+
+        If the whole draft is kept these tokens become the next draft; if not, they are
+        rewound like any rejected draft. The answer does not depend on it. The device would
+        be idle meanwhile, so the confidence floor does not apply here (only to what is
+        sent next).
+        """
+        edge = self._edge()
+        cap = min(
+            len(edge.extra) + max(self.options.draft_tokens, 1),
+            self.options.max_tokens - len(self.generated) - 1,
+        )
+        while not pending.done() and len(edge.extra) < cap:
+            if not self._draft_one(-math.inf):
+                break

@@ -1,55 +1,45 @@
-"""Logits mode, wired into the gateway: guard the public prompt, fuse, stream the text."""
+"""Logits mode in a completion: guard the task title, run the loop, stream its text.
+
+The gateway hands in what this needs (the guard, the session client, the usage meter);
+when the guard blocks the title nothing is sent and the gateway answers on the device.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.collab.logits import LogitsOptions, run_logits
+from edge_agent.collab.logits import (
+    CloudLink,
+    LogitsLoop,
+    LogitsResult,
+    PublicPrompt,
+    SessionClient,
+)
 from edge_agent.collab.private import PrivatePrompt, TextDecoder
-from edge_agent.collab.schedule import Schedule
+from edge_agent.guard.matcher import TermMatcher
+from edge_agent.guard.protocol import Guard
+from edge_agent.job import CompletionJob
 from edge_agent.outbound import CloudUsage, GuardRecord
 from edge_agent.prompts import PUBLIC_SYSTEM, task_title
 from edge_agent.slm import SmallModel
+from edge_agent.store.context import UserContext
 
-REPORTED = (
-    "generated_tokens",
-    "collaborated",
-    "drafted",
-    "accepted",
-    "fusion",
-    "schedule",
-    "draft_tokens",
-    "seed",
-    "prefix_redaction",
-    "redacted_spans",
-    "held_back_steps",
-    "prefix_guard_s",
+MODE = "cogenesis-logits"
+BLOCKED_TITLE = (
+    "blocked by the privacy guard: the task title names private details; "
+    "answered on the device alone"
 )
 
 
-def logits_options(job: Any, settings: Any) -> LogitsOptions:
-    opts = job.options
-    schedule = opts.get("schedule")
-    return LogitsOptions(
-        fusion=opts.get("fusion") or settings.fusion,
-        alpha=opts.get("alpha", settings.fusion_alpha),
-        gate_path=opts.get("gate_path") or settings.gate_path,
-        schedule=Schedule(P=schedule["p"], K=schedule["k"], T=schedule["t"])
-        if schedule
-        else Schedule.every_step(),
-        draft_tokens=opts.get("draft_tokens", settings.draft_tokens),
-        top_k=opts.get("top_k") or settings.top_k,
-        max_tokens=job.max_tokens,
-        temperature=job.temperature,
-        top_p=job.top_p,
-        seed=job.seed,
-        public_system=PUBLIC_SYSTEM,
-        prefix_redaction=opts.get("prefix_redaction", True),
-    )
+@dataclass(frozen=True)
+class LogitsOutcome:
+    guard: dict[str, Any]  # the guard's ledger record of the task title
+    result: LogitsResult | None  # None: the guard blocked the title, nothing was sent
 
 
-def prefix_matcher(guard: Any, ctx: Any, policy: str) -> Any:
+def prefix_matcher(guard: Guard, ctx: UserContext, policy: str) -> TermMatcher | None:
     """The user's profile terms for prefix redaction; none under policy "off".
 
     Presidio is too slow to run at every generated token (it guards the title); the
@@ -59,25 +49,22 @@ def prefix_matcher(guard: Any, ctx: Any, policy: str) -> Any:
 
 
 def run_logits_mode(
-    gateway: Any,
     slm: SmallModel,
-    job: Any,
+    job: CompletionJob,
     prompt: PrivatePrompt,
-    policy: str,
+    *,
+    guard: Guard,
+    cloud: SessionClient,
     usage: CloudUsage,
     on_text: Callable[[str], None],
-    report: dict[str, Any],
-) -> int:
-    inspected = gateway.guard.inspect(task_title(job.task), job.ctx, policy)
+) -> LogitsOutcome:
+    if job.logits is None:
+        raise ValueError("a logits-mode job needs its loop options")
+    ctx, policy = job.ctx, job.guard_policy
+    inspected = guard.inspect(task_title(job.task), ctx, policy)
     record = inspected.to_record()
-    report["guard"] = record
     if inspected.blocked:
-        report.update(
-            degraded=True,
-            degraded_reason="blocked by the privacy guard: the "
-            "task title names private details; answered on the device alone",
-        )
-        return gateway.run_local(slm, job, prompt, on_text)
+        return LogitsOutcome(record, None)
     decoder = TextDecoder(slm)
 
     def on_token(token: int) -> None:
@@ -85,23 +72,23 @@ def run_logits_mode(
         if piece:
             on_text(piece)
 
-    result = run_logits(
+    link = CloudLink(
+        cloud,
+        ctx.user_id,
+        usage,
+        mode=MODE,
+        guard=GuardRecord(policy=policy, findings=record.get("findings")),
+    )
+    result = LogitsLoop(
         slm,
         prompt,
-        inspected.text,
-        gateway.cloud,
-        logits_options(job, gateway.settings),
-        job.ctx.user_id,
-        usage,
-        on_token,
-        guard=GuardRecord(policy=policy, findings=record.get("findings")),
-        mode="cogenesis-logits",
-        matcher=prefix_matcher(gateway.guard, job.ctx, policy),
-    )
+        PublicPrompt(text=inspected.text, system=PUBLIC_SYSTEM),
+        job.logits,
+        cloud=link,
+        matcher=prefix_matcher(guard, ctx, policy),
+        on_token=on_token,
+    ).run()
     tail = decoder.flush()
     if tail:
         on_text(tail)
-    report["logits"] = {key: getattr(result, key) for key in REPORTED}
-    if result.degraded:
-        report.update(degraded=True, degraded_reason=result.degraded_reason)
-    return result.generated_tokens
+    return LogitsOutcome(record, result)

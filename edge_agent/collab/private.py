@@ -13,20 +13,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.prefix_cache import prefix_key
-from edge_agent.prompts import PromptLimits, UserContextLike, private_messages
+from edge_agent.prompts import PromptLimits, private_messages
 from edge_agent.slm import SmallModel
+from edge_agent.store.context import UserContext
 
 
 @dataclass(frozen=True)
 class PrivatePrompt:
+    """The private prompt's tokens; the first `prefix_len` of them (the user's system
+    message) may have a cached KV state under `prefix_key`."""
+
     tokens: list[int]
-    prefix_len: int
-    prefix_key: str | None
+    prefix_len: int = 0
+    prefix_key: str | None = None
+
+    @classmethod
+    def uncached(cls, tokens: Sequence[int]) -> PrivatePrompt:
+        """A prompt without a cached prefix (evaluation, benchmarks, tests)."""
+        return cls(list(tokens))
 
 
 def build_private_prompt(
     slm: SmallModel,
-    ctx: UserContextLike,
+    ctx: UserContext,
     task: str,
     outline: Sequence[str] | None = None,
     limits: PromptLimits = PromptLimits(),

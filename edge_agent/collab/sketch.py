@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.guard.protocol import Guard
 from edge_agent.outbound import CloudClient, CloudError, CloudUsage, GuardRecord
 from edge_agent.prompts import task_title
+from edge_agent.store.context import UserContext
 from shared_protocol import SketchRequest
 from shared_protocol.limits import MAX_INSTRUCTION_CHARS
 
@@ -25,8 +27,8 @@ class OutlineResult:
 
 def fetch_outline(
     cloud: CloudClient,
-    guard: Any,
-    ctx: Any,
+    guard: Guard,
+    ctx: UserContext,
     task: str,
     *,
     policy: str,

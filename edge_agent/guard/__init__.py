@@ -9,6 +9,7 @@ from edge_agent.guard.engine import (
     shared_analyzer,
 )
 from edge_agent.guard.guard import PayloadHit, PrivacyGuard
+from edge_agent.guard.protocol import Guard
 from edge_agent.guard.result import (
     POLICIES,
     Finding,
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_ENTITIES",
     "POLICIES",
     "Finding",
+    "Guard",
     "GuardEngineError",
     "GuardResult",
     "LedgerHit",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.collab.logits import LogitsOptions, run_logits
+from edge_agent.collab.logits import CloudLink, LogitsLoop, LogitsOptions, PublicPrompt
+from edge_agent.collab.private import PrivatePrompt
 from edge_agent.collab.schedule import Schedule
 from edge_agent.outbound import CloudUsage
 from tests.collab.toys import EOS, ToyCloud, ToyModel
@@ -25,9 +26,14 @@ def _run(n_draft=0, schedule=None, cloud=None, slow=False, **kw):
     cloud = ToyCloud(delay_s=0.003 if slow else 0.0) if cloud is None else cloud
     model = ToyModel()
     seen: list[int] = []
-    result = run_logits(
-        model, PRIVATE, PUBLIC, cloud or None, options, "u1", usage, on_token=seen.append
-    )
+    result = LogitsLoop(
+        model,
+        PrivatePrompt.uncached(PRIVATE),
+        PublicPrompt.of_tokens(PUBLIC),
+        options,
+        cloud=CloudLink(cloud, "u1", usage) if cloud else None,
+        on_token=seen.append,
+    ).run()
     assert seen == result.tokens
     return result, cloud, model
 
@@ -188,9 +194,14 @@ def _run_redacted(n_draft, matcher, schedule=None, **kw):
     )
     cloud, model = ToyCloud(delay_s=0.002 if kw.get("lookahead", True) else 0.0), WordyToyModel()
     guard = GuardRecord(policy="redact", findings=[])
-    result = run_logits(
-        model, PRIVATE, PUBLIC, cloud, options, "u1", CloudUsage(), guard=guard, matcher=matcher
-    )
+    result = LogitsLoop(
+        model,
+        PrivatePrompt.uncached(PRIVATE),
+        PublicPrompt.of_tokens(PUBLIC),
+        options,
+        cloud=CloudLink(cloud, "u1", CloudUsage(), guard=guard),
+        matcher=matcher,
+    ).run()
     return result, cloud, model
 
 

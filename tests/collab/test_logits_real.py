@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from edge_agent.collab.logits import LogitsOptions, run_logits
+from edge_agent.collab.logits import CloudLink, LogitsLoop, LogitsOptions, PublicPrompt
+from edge_agent.collab.private import PrivatePrompt
 from edge_agent.collab.schedule import Schedule
 from edge_agent.outbound import CloudClient, CloudUsage
 
@@ -78,7 +79,18 @@ def _prompts(model, system: str, task: str) -> tuple[list[int], str]:
     return private, task
 
 
-def _run(model, client, private, public, n_draft, schedule=None, max_tokens=32, matcher=None, **kw):
+def _run(
+    model,
+    client,
+    private,
+    public,
+    n_draft,
+    schedule=None,
+    max_tokens=32,
+    matcher=None,
+    on_token=None,
+    **kw,
+):
     # Same starting state for every run: without flash attention llama.cpp is not batch
     # invariant, so a prompt prefilled in one batch and one whose last token was
     # re-evaluated alone (a cache hit) give slightly different first log-probs.
@@ -89,9 +101,15 @@ def _run(model, client, private, public, n_draft, schedule=None, max_tokens=32, 
         max_tokens=max_tokens,
         **kw,
     )
-    return run_logits(
-        model, private, public, client, options, "u-test", CloudUsage(), matcher=matcher
-    )
+    return LogitsLoop(
+        model,
+        PrivatePrompt.uncached(private),
+        PublicPrompt(text=public),
+        options,
+        cloud=CloudLink(client, "u-test", CloudUsage()),
+        matcher=matcher,
+        on_token=on_token,
+    ).run()
 
 
 @pytest.mark.parametrize("index", [0, 1])
@@ -127,18 +145,7 @@ def test_cloud_dying_mid_answer_gives_a_degraded_but_complete_answer(edge_model,
         if len(seen) == 10:
             server.stop()
 
-    options = LogitsOptions(draft_tokens=4, max_tokens=40)
-    edge_model.start(private)
-    result = run_logits(
-        edge_model,
-        private,
-        public,
-        client,
-        options,
-        "u-test",
-        CloudUsage(),
-        on_token=kill_after_ten,
-    )
+    result = _run(edge_model, client, private, public, 4, max_tokens=40, on_token=kill_after_ten)
     assert result.degraded and "cloud unavailable" in result.degraded_reason
     assert result.generated_tokens == 40 or result.finish_reason == "stop"
     assert result.tokens[:10] == healthy.tokens[:10]

@@ -65,6 +65,15 @@ def test_unknown_model_and_user(edge) -> None:
     nothing_written(edge, user)
 
 
+def test_a_schedule_that_never_cycles_is_a_400_naming_the_field(edge) -> None:
+    user = make_profile(edge)
+    schedule = {"p": 0, "k": 0, "t": 0}
+    reply = chat(edge, model="cogenesis-logits", user=user, cogenesis={"schedule": schedule})
+    assert_openai_error(reply, 400, "invalid_request")
+    assert reply.json()["error"]["param"] == "cogenesis.schedule"
+    nothing_written(edge, user)
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status"),
     [

@@ -1,0 +1,67 @@
+"""The typed report of one completion: the response's ``cogenesis`` object.
+
+Sections that do not apply to a mode (``sketch_points``, ``guard``, ``logits``) and a
+missing ``degraded_reason`` are left out of the JSON rather than sent as null.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+
+from edge_agent.collab.logits import LogitsResult
+from edge_agent.guard.result import Policy
+from edge_agent.job import Mode
+
+Finish = Literal["stop", "length"]
+
+
+class LogitsReport(BaseModel):
+    """What logits mode did: how many tokens were fused, drafted and kept."""
+
+    generated_tokens: int
+    collaborated: int
+    drafted: int
+    accepted: int
+    fusion: str
+    schedule: str
+    draft_tokens: int
+    seed: int
+    prefix_redaction: bool
+    redacted_spans: int
+    held_back_steps: int
+    prefix_guard_s: float
+
+    @classmethod
+    def of(cls, result: LogitsResult) -> LogitsReport:
+        return cls.model_validate(result, from_attributes=True)
+
+
+class CompletionReport(BaseModel):
+    mode: Mode
+    guard_policy: Policy
+    degraded: bool = False
+    degraded_reason: str | None = None
+    sketch_points: list[str] | None = None
+    guard: dict[str, Any] | None = None  # the guard's ledger record of the public text
+    logits: LogitsReport | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    prefix_cached_tokens: int = 0
+    small_model_s: float = 0.0
+    cloud_calls: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    cloud_wait_s: float = 0.0
+    total_s: float = 0.0
+    # The choice's finish_reason, computed once by the gateway; not part of `cogenesis`.
+    finish_reason: Finish = Field("stop", exclude=True)
+
+    def degrade(self, reason: str | None) -> None:
+        self.degraded = True
+        self.degraded_reason = reason
+
+    @model_serializer(mode="wrap")
+    def _leave_out_empty_sections(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return {key: value for key, value in handler(self).items() if value is not None}

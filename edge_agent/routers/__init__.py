@@ -1,0 +1,1 @@
+"""The edge's HTTP routes, one router per resource; `edge_agent.app` mounts them."""
