@@ -60,9 +60,12 @@ class Cluster:
                 replica.process.wait(20)
 
 
-def start_replica(workdir: Path, token: str, index: int, env: dict[str, str]) -> Replica:
-    port = free_port()
-    log = workdir / f"replica-{index}.log"
+def start_replica(
+    workdir: Path, token: str, index: int, env: dict[str, str], port: int | None = None
+) -> Replica:
+    """A cloud process on `port` (a free one by default); not yet known to be healthy."""
+    port = port or free_port()
+    log = workdir / f"replica-{index}-{port}.log"
     environment = {
         "COGENESIS_CLOUD_TOKEN": token,
         "COGENESIS_CLOUD_PORT": str(port),
