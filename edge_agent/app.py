@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from edge_agent.body_limit import BodyLimitMiddleware
 from edge_agent.errors import install_error_handlers
-from edge_agent.routers import chat, health, ledger, profiles
+from edge_agent.routers import chat, health, ledger, metrics, profiles
 from edge_agent.services import EdgeServices, build_services
 from edge_agent.settings import EdgeSettings
 
@@ -27,6 +27,6 @@ def create_app(
     app.state.services = services or build_services(settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for module in (health, chat, profiles, ledger):
+    for module in (health, chat, profiles, ledger, metrics):
         app.include_router(module.router)
     return app

@@ -85,9 +85,9 @@ class EdgeMetrics:
             registry=r,
         )
 
-    def watch_prefix_cache(self, cache: Any) -> None:
-        """Expose a PrefixCache's own hit and miss counters."""
-        self.registry.register(_PrefixCacheCollector(cache))
+    def watch_prefix_caches(self, caches: Iterable[Any]) -> None:
+        """Expose the hit and miss counters of PrefixCaches (each counted once)."""
+        self.registry.register(_PrefixCacheCollector({id(c): c for c in caches}.values()))
 
     def cloud_call(self, call: str, outcome: str, up: int, down: int, seconds: float) -> None:
         call = call if call in CALLS else OTHER
@@ -103,17 +103,18 @@ class EdgeMetrics:
         degraded_reason: str | None = None,
         degraded: bool = False,
         guard_counts: Mapping[str, int] | None = None,
+        session_reopens: int = 0,
     ) -> None:
-        """One completion: its mode, why it degraded (if it did), what the guard found."""
+        """One completion: its mode, why it degraded (if it did), what the guard found,
+        how many logits sessions it reopened on another replica."""
         self.answers.labels(mode if mode in MODES else OTHER).inc()
         if degraded or degraded_reason:
             self.degraded.labels(reason_label(degraded_reason)).inc()
         for entity_type, count in (guard_counts or {}).items():
             label = entity_type if ENTITY_TYPE.match(entity_type) else OTHER
             self.findings.labels(label).inc(count)
-
-    def session_reopened(self) -> None:
-        self.failovers.inc()
+        if session_reopens:
+            self.failovers.inc(session_reopens)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -128,8 +129,8 @@ def reason_label(reason: str | None) -> str:
 
 
 class _PrefixCacheCollector(Collector):
-    def __init__(self, cache: Any) -> None:
-        self.cache = cache
+    def __init__(self, caches: Iterable[Any]) -> None:
+        self.caches = list(caches)
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         family = CounterMetricFamily(
@@ -137,6 +138,6 @@ class _PrefixCacheCollector(Collector):
             "Lookups of a user's private-prefix KV state, by result.",
             labels=["result"],
         )
-        family.add_metric(["hit"], self.cache.hits)
-        family.add_metric(["miss"], self.cache.misses)
+        family.add_metric(["hit"], sum(c.hits for c in self.caches))
+        family.add_metric(["miss"], sum(c.misses for c in self.caches))
         yield family

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from edge_agent.gateway import Gateway, VocabularyMismatch
 from edge_agent.guard.protocol import Guard
+from edge_agent.metrics import EdgeMetrics
 from edge_agent.outbound import CloudClient, CloudError
 from edge_agent.prefix_cache import PrefixCache
 from edge_agent.settings import EdgeSettings
@@ -23,6 +24,7 @@ class EdgeServices:
     cloud: CloudClient
     guard: Guard
     gateway: Gateway
+    metrics: EdgeMetrics
     cloud_info: InfoResponse | None = None
 
     def invalidate_prefix(self, user_id: str) -> None:
@@ -73,6 +75,8 @@ def build_services(
         from edge_agent.guard import PrivacyGuard
 
         guard = PrivacyGuard()
+    metrics = EdgeMetrics()
+    metrics.watch_prefix_caches(model.prefix_cache for model in pool.models)
     cloud = CloudClient(
         settings.cloud_url,
         token=settings.cloud_token,
@@ -80,6 +84,7 @@ def build_services(
         timeout_s=settings.cloud_timeout_s,
         connect_timeout_s=settings.cloud_connect_timeout_s,
         retries=settings.cloud_retries,
+        metrics=metrics,
     )
-    gateway = Gateway(settings, pool, cloud, guard)
-    return EdgeServices(settings, store, pool, cloud, guard, gateway)
+    gateway = Gateway(settings, pool, cloud, guard, metrics=metrics)
+    return EdgeServices(settings, store, pool, cloud, guard, gateway, metrics)

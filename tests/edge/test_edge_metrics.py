@@ -99,10 +99,51 @@ def test_prefix_cache_hits_and_misses_are_read_from_the_cache() -> None:
 
     cache = PrefixCache(max_entries=2)
     metrics = EdgeMetrics()
-    metrics.watch_prefix_cache(cache)
+    metrics.watch_prefix_caches([cache, cache])  # shared by a pool: counted once
     cache.get("u:1:a")
     cache.put("u:1:a", KVState([1, 2], b"kv"))
     cache.get("u:1:a")
     cache.get("u:1:a")
     assert value(metrics, "cogenesis_edge_prefix_cache_lookups_total", result="hit") == 2
     assert value(metrics, "cogenesis_edge_prefix_cache_lookups_total", result="miss") == 1
+
+
+@pytest.mark.slow
+def test_the_edge_counts_a_real_sketch_answer_and_names_nobody(edge) -> None:
+    import httpx
+
+    name = "Marisol Okonkwo-Tran"
+    profile = {"name": name, "occupation": "Marine biologist", "location": "Halifax"}
+    created = httpx.post(f"{edge.url}/v1/profiles", json=profile, timeout=30)
+    assert created.status_code == 201, created.text
+    user = created.json()["id"]
+    task = f"Write a thank-you note from {name} to a colleague for help with a report."
+    body = {
+        "model": "cogenesis-sketch",
+        "user": user,
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": task}],
+    }
+    reply = httpx.post(f"{edge.url}/v1/chat/completions", json=body, timeout=300)
+    assert reply.status_code == 200, reply.text
+    report = reply.json()["cogenesis"]
+    metrics = edge.services.metrics
+    assert value(metrics, "cogenesis_edge_answers_total", mode="cogenesis-sketch") == 1
+    sketch_calls = {"call": "sketch", "outcome": "200"}
+    assert value(metrics, "cogenesis_edge_cloud_calls_total", **sketch_calls) == 1
+    assert (
+        value(metrics, "cogenesis_edge_cloud_bytes_up_total", call="sketch") == report["bytes_up"]
+    )
+    assert report["guard"]["counts"]  # the name was found (and redacted)
+    for entity_type, count in report["guard"]["counts"].items():
+        assert (
+            value(metrics, "cogenesis_edge_guard_findings_total", entity_type=entity_type) == count
+        )
+    lookups = sum(
+        value(metrics, "cogenesis_edge_prefix_cache_lookups_total", result=r)
+        for r in ("hit", "miss")
+    )
+    assert lookups >= 1
+    served = httpx.get(f"{edge.url}/metrics", timeout=30)
+    assert served.status_code == 200 and "cogenesis_edge_answers_total" in served.text
+    assert user not in served.text and "Marisol" not in served.text
