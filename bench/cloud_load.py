@@ -4,8 +4,8 @@ One cloud process (llama.cpp engine, the embedded SmolLM2) on loopback, as opera
 run it: tenants, admission queue, metrics. Each client is a closed loop (its next
 request leaves when its last answer came back):
   - sketch: POST /v1/sketch, ``--sketch-tokens`` tokens at most;
-  - logits: open a session on a short public prompt, then ``--steps`` steps that each
-    append one token and score a 4-token draft (5 positions), then close.
+  - logits: ``--steps`` steps of an open session, each appending one token and scoring
+    a 4-token draft (5 positions); opening and closing the session are not timed.
 A shed request (503 or 429) is counted apart and, if it carries Retry-After, sent again
 after that long; one without Retry-After is an error. Latencies are of answered
 requests. Every figure is also a ratio against one client in the same run; the levels
@@ -27,7 +27,6 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,59 +110,94 @@ class Client:
         self.http.close()
 
 
-def sketch_client(client: Client, index: int, args: argparse.Namespace) -> None:
-    for i in range(args.requests):
-        topic = TOPICS[(index + i) % len(TOPICS)]
-        body = {"instruction": f"Write about {topic}.", "max_tokens": args.sketch_tokens}
-        client.send("POST", "/v1/sketch", body)
+class Workload:
+    """What one client does in a round: ``setup`` (not timed), ``work`` (timed, from
+    the moment every client of the level is ready), ``teardown`` (not timed)."""
+
+    def __init__(self, client: Client, index: int, args: argparse.Namespace) -> None:
+        self.client, self.index, self.args = client, index, args
+
+    def setup(self) -> None:
+        pass
+
+    def work(self) -> None:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        pass
 
 
-def logits_client(client: Client, index: int, args: argparse.Namespace) -> None:
-    """Session opening and closing are not timed: the steps are the workload."""
-    topic = TOPICS[index % len(TOPICS)]
-    body = {"prompt": f"Write two sentences about {topic}.", "system": "Be brief.", "top_k": 10}
-    opened = client.http.post("/v1/sessions", json=body)
-    if opened.status_code != 201:
-        with client.tally.lock:
-            client.tally.errors += 1
-        return
-    sid, row = opened.json()["session_id"], opened.json()["next"]
-    for _ in range(args.steps):
-        best = row["token_ids"]
-        # Append the best token, draft four more from the same row (like a real draft,
-        # some are kept and some are not; the cloud scores all five positions).
-        answer = client.send(
-            "POST", f"/v1/sessions/{sid}/step", {"append": [best[0]], "draft": best[1:5]}
-        )
-        if answer is None:
-            break
-        row = answer["positions"][-1]
-    client.http.delete(f"/v1/sessions/{sid}")
+class Sketches(Workload):
+    def work(self) -> None:
+        for i in range(self.args.requests):
+            topic = TOPICS[(self.index + i) % len(TOPICS)]
+            body = {"instruction": f"Write about {topic}.", "max_tokens": self.args.sketch_tokens}
+            self.client.send("POST", "/v1/sketch", body)
 
 
-WORKLOADS: dict[str, Callable[[Client, int, argparse.Namespace], None]] = {
-    "sketch": sketch_client,
-    "logits": logits_client,
-}
+class LogitsSteps(Workload):
+    """Steps of an open session: opening (a prefill) and closing are not the workload."""
+
+    sid: str | None = None
+
+    def setup(self) -> None:
+        topic = TOPICS[self.index % len(TOPICS)]
+        body = {"prompt": f"Write two sentences about {topic}.", "system": "Be brief.", "top_k": 10}
+        opened = self.client.http.post("/v1/sessions", json=body)
+        if opened.status_code != 201:
+            with self.client.tally.lock:
+                self.client.tally.errors += 1
+            return
+        self.sid, self.row = opened.json()["session_id"], opened.json()["next"]
+
+    def work(self) -> None:
+        if self.sid is None:
+            return
+        for _ in range(self.args.steps):
+            best = self.row["token_ids"]
+            # Append the best token, draft four more from the same row (like a real draft,
+            # some are kept and some are not; the cloud scores all five positions).
+            answer = self.client.send(
+                "POST", f"/v1/sessions/{self.sid}/step", {"append": [best[0]], "draft": best[1:5]}
+            )
+            if answer is None:
+                break
+            self.row = answer["positions"][-1]
+
+    def teardown(self) -> None:
+        if self.sid is not None:
+            self.client.http.delete(f"/v1/sessions/{self.sid}")
+
+
+WORKLOADS: dict[str, type[Workload]] = {"sketch": Sketches, "logits": LogitsSteps}
 
 
 def run_level(
     url: str, workload: str, clients: int, args: argparse.Namespace, tally: Tally
 ) -> float:
-    """One round of one level into ``tally``; returns its wall time."""
+    """One round of one level into ``tally``; returns the wall time of its timed part."""
     pool = [Client(url, tally) for _ in range(clients)]
-    threads = [
-        threading.Thread(target=WORKLOADS[workload], args=(c, i, args)) for i, c in enumerate(pool)
-    ]
-    started = time.perf_counter()
+    jobs = [WORKLOADS[workload](c, i, args) for i, c in enumerate(pool)]
+    ready = threading.Barrier(clients + 1)
+    ends: list[float] = []
+
+    def run(job: Workload) -> None:
+        job.setup()
+        ready.wait()
+        job.work()
+        ends.append(time.perf_counter())
+        job.teardown()
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
     for thread in threads:
         thread.start()
+    ready.wait()
+    started = time.perf_counter()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - started
     for client in pool:
         client.close()
-    return wall
+    return max(ends) - started
 
 
 def level_row(workload: str, clients: int, tally: Tally, wall: float) -> dict:
@@ -306,10 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="1,2,4,8", help="concurrency levels")
     parser.add_argument("--workloads", default="sketch,logits")
-    parser.add_argument("--rounds", type=int, default=3, help="turns of every level")
+    parser.add_argument("--rounds", type=int, default=4, help="turns of every level")
     parser.add_argument("--requests", type=int, default=1, help="sketches per client a round")
     parser.add_argument("--steps", type=int, default=6, help="logits steps per client a round")
-    parser.add_argument("--sketch-tokens", type=int, default=48)
+    parser.add_argument("--sketch-tokens", type=int, default=40)
     # One thread, as the other benches: spinning llama.cpp threads on a shared machine
     # are far slower than one.
     parser.add_argument("--cloud-threads", type=int, default=1)

@@ -158,8 +158,6 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = registry
-    app.state.admission = admission
-    app.state.metrics = metrics
     recorder = RequestRecorder(settings.record_requests_to) if settings.record_requests_to else None
     metrics_token = settings.metrics_token
     app.add_middleware(
