@@ -27,7 +27,11 @@ class CliError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    return run_parser(_parser(), argv)
+
+
+def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse and run a command whose handler is in `args.handler`; user errors: one line."""
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()

@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_agent.cli import FLAG_ALIASES, CliError
+from edge_agent.cli import FLAG_ALIASES, CliError, run_parser
 from edge_agent.settings import EdgeSettings
 from edge_agent.store import DatasetFormatError
 from research.dataset import load_tasks
-from shared_protocol.settings_cli import SettingsError, add_settings_flags, load_settings
+from shared_protocol.settings_cli import add_settings_flags, load_settings
 
 if TYPE_CHECKING:
     from edge_agent.app import EdgeServices
@@ -27,18 +27,7 @@ SETTING_FLAGS = ["cloud_url", "model_path", "db_url"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
-    try:
-        return args.handler(args) or 0
-    except (CliError, SettingsError) as exc:
-        print(f"cogenesis: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_parser(_parser(), argv)
 
 
 def _parser() -> argparse.ArgumentParser:
