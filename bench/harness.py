@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from cloud_service.engines import Engine
 from cloud_service.settings import CloudSettings
 from cloud_service.testing import start_cloud_server
@@ -18,6 +20,7 @@ from edge_agent.app import EdgeServices, build_services, create_app
 from edge_agent.settings import EdgeSettings
 from edge_agent.store.cogenesis_format import import_file, parse_item
 from edge_agent.store.repository import user_id_for
+from edge_agent.store.schemas import KeyIn
 
 
 def load_tasks(path: Path, limit: int, bench: str) -> list[dict]:
@@ -38,6 +41,12 @@ class BothEnds:
     cloud_url: str
     edge_url: str
     services: EdgeServices
+    admin_key: str
+
+    def client(self, timeout: float) -> httpx.Client:
+        """A client of the edge that sends the bench's admin key."""
+        headers = {"Authorization": f"Bearer {self.admin_key}"}
+        return httpx.Client(base_url=self.edge_url, headers=headers, timeout=timeout)
 
 
 @contextmanager
@@ -68,7 +77,8 @@ def both_ends(
         )
         services = build_services(settings)
         import_file(subset, services.store.profiles, progress=False)
+        admin = services.store.keys.create(KeyIn(scope="admin", label="bench")).secret
         with running_server(create_app(settings, services=services)) as edge_url:
-            yield BothEnds(cloud_server.base_url, edge_url, services)
+            yield BothEnds(cloud_server.base_url, edge_url, services, admin)
     finally:
         cloud_server.stop()

@@ -101,7 +101,8 @@ def main() -> int:
         try:
             warm_up(ends.services, records)
             evaluator = Evaluator(ends.services, eval_url, args.nll_tokens)
-            rows = run(ends.edge_url, received, ends.services, evaluator, records, args.max_tokens)
+            client = ends.client(timeout=900)
+            rows = run(client, received, ends.services, evaluator, records, args.max_tokens)
         finally:
             stop_eval()
     summary = summarize(rows)
@@ -131,7 +132,7 @@ def warm_up(services: EdgeServices, records: list[dict]) -> None:
 
 
 def run(
-    edge_url: str,
+    client: httpx.Client,
     received: Path,
     services: EdgeServices,
     evaluator: Evaluator,
@@ -140,7 +141,7 @@ def run(
 ) -> list[dict]:
     rows = []
     bar = tqdm(total=len(records) * len(CONFIGS), desc="requests", unit="req")
-    with httpx.Client(base_url=edge_url, timeout=900) as client:
+    with client:
         for record in records:
             user = record_user_id(record)
             items = private_items(record)

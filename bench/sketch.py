@@ -41,7 +41,7 @@ def main() -> int:
     users = {r.get("tid"): record_user_id(r) for r in records}
     work = Path(tempfile.mkdtemp(prefix="bench-sketch-"))
     with both_ends(records, work, CloudSettings(token=TOKEN), max_tokens=args.max_tokens) as ends:
-        rows = run(ends.edge_url, records, users, args.max_tokens)
+        rows = run(ends.client(timeout=600), records, users, args.max_tokens)
     summary = summarize(rows)
     print_table(summary)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -50,10 +50,10 @@ def main() -> int:
     return 0
 
 
-def run(edge_url: str, records: list[dict], users: dict[str, str], max_tokens: int) -> list:
+def run(client: httpx.Client, records: list[dict], users: dict[str, str], max_tokens: int) -> list:
     rows = []
     seen: set[str] = set()
-    with httpx.Client(base_url=edge_url, timeout=600) as client:
+    with client:
         for record in tqdm(records, desc="tasks", unit="task"):
             user = users[record.get("tid")]
             task = record["conversations"][0]["value"]

@@ -21,7 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_service.admission import Admission
 from cloud_service.engines import Engine, TopKRow, build_engine
-from cloud_service.errors import ClientGone, CloudError, SessionNotFound, ValidationFailed
+from cloud_service.errors import (
+    ClientGone,
+    CloudError,
+    SessionNotFound,
+    ValidationFailed,
+    error_responses,
+)
 from cloud_service.metrics import CloudMetrics
 from cloud_service.middleware import (
     CLIENT_CLOSED_STATUS,
@@ -138,7 +144,7 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
         version=limits.PROTOCOL_VERSION,
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",  # public, like /healthz: it holds no secret
         redirect_slashes=False,  # exact paths only: a redirect is not an API answer
     )
     metrics = CloudMetrics()
@@ -171,6 +177,7 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
     # Added last, so outermost: it also times and counts what the guard refuses.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     _add_error_handlers(app)
+    _document_bearer_auth(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -180,11 +187,15 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
     async def get_metrics() -> Response:  # GuardMiddleware checks the metrics token
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    @app.get("/v1/info", response_model=InfoResponse)
+    @app.get("/v1/info", response_model=InfoResponse, responses=error_responses(401, 429))
     async def get_info() -> InfoResponse:
         return info
 
-    @app.post("/v1/sketch", response_model=SketchResponse)
+    @app.post(
+        "/v1/sketch",
+        response_model=SketchResponse,
+        responses=error_responses(400, 401, 413, 422, 429, 503),
+    )
     async def sketch(request: SketchRequest, http: Request) -> SketchResponse:
         tenant, gone = tenant_of(http), client_gone(http)
         reply = await work.run(
@@ -219,6 +230,7 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
         response_model=SessionOpenResponse,
         response_model_exclude_none=True,
         status_code=201,
+        responses=error_responses(400, 401, 409, 413, 422, 429, 503),
     )
     async def open_session(request: SessionOpenRequest, http: Request) -> SessionOpenResponse:
         tenant = tenant_of(http)
@@ -251,7 +263,11 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
             draft_positions=[_wire(row) for row in opened.draft_positions] if draft else None,
         )
 
-    @app.post("/v1/sessions/{session_id}/step", response_model=SessionStepResponse)
+    @app.post(
+        "/v1/sessions/{session_id}/step",
+        response_model=SessionStepResponse,
+        responses=error_responses(400, 401, 404, 409, 413, 422, 429, 503),
+    )
     async def step_session(
         session_id: str, request: SessionStepRequest, http: Request
     ) -> SessionStepResponse:
@@ -275,12 +291,38 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
             session_tokens=result.session_tokens,
         )
 
-    @app.delete("/v1/sessions/{session_id}", status_code=204)
+    @app.delete(
+        "/v1/sessions/{session_id}", status_code=204, responses=error_responses(401, 404, 422, 429)
+    )
     def close_session(session_id: str, http: Request) -> Response:
         registry.close(session_id, owner=tenant_of(http).name)
         return Response(status_code=204)
 
     return app
+
+
+def _document_bearer_auth(app: FastAPI) -> None:
+    """The token check is middleware, which FastAPI cannot see: say so in the spec."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = build()
+            schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["CloudToken"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "a tenant's token (tenants file, COGENESIS_CLOUD_TENANTS or "
+                "COGENESIS_CLOUD_TOKEN)",
+            }
+            for path, operations in spec["paths"].items():
+                if path.startswith("/v1/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"CloudToken": []}]
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _wire(row: TopKRow) -> TopK:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel
+
 
 class CloudError(Exception):
     """A client-caused error: sent as ``{"error": {"code", "message"}}`` with ``status``."""
@@ -74,3 +78,33 @@ class ClientGone(Exception):
 
 class EngineUnavailable(RuntimeError):
     """The engine cannot start (missing package or model file). Not a request error."""
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail
+
+
+_WHEN = {
+    400: "the body is not valid JSON (`bad_json`)",
+    401: "missing or wrong bearer token (`unauthorized`)",
+    404: "no such session, or it expired (`session_not_found`)",
+    409: "the session would pass its token cap (`session_token_cap`)",
+    413: "the body is over the size limit (`payload_too_large`)",
+    422: "the body does not validate (`validation_error`, `token_out_of_range`, `top_k_too_large`)",
+    429: "too many open sessions (`too_many_sessions`), or the tenant is past its requests "
+    "or tokens per minute (`rate_limited`); with Retry-After",
+    503: "the engine's queue is full, or the request waited too long in it (`overloaded`); "
+    "with Retry-After",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, all with the one error body."""
+    return {status: {"model": ErrorBody, "description": _WHEN[status]} for status in statuses}

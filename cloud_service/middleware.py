@@ -32,7 +32,8 @@ from cloud_service.metrics import CloudMetrics
 from cloud_service.quotas import TenantQuotas
 from cloud_service.tenants import Tenant, TenantDirectory, hash_token
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+# The spec is public: the protocol is open source, and tools can read it without a token.
+PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json"})
 METRICS_PATH = "/metrics"
 TENANT_KEY = "cogenesis.tenant"
 CLIENT_GONE_KEY = "cogenesis.client_gone"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-EDGE_GROUPS = ("edge", "profiles", "ledger")
+EDGE_GROUPS = ("edge", "profiles", "keys", "ledger")
 RESEARCH_GROUPS = ("fusion", "eval")
 
 USAGE = """usage: cogenesis COMMAND ...
@@ -18,6 +18,7 @@ Commands:
   cloud serve           run the cloud service (the large model, no private context)
   cloud convert-gguf    dequantize a GGUF into a Hugging Face folder for the vLLM engine
   edge serve            run the edge agent (the local endpoint apps call)
+  keys ...              create, list, revoke the local API keys apps call the edge with
   profiles ...          import, export, list, show, delete stored users
   ledger ...            show and verify what left the device
   fusion train          train the learned fusion gate for logits mode

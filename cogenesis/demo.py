@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     print(textwrap.indent(imported.strip(), "  "))
     user_id = _first_user_id(imported)
     task = args.task or _first_task(profiles)
+    _step(f"Creating a local API key that acts as {user_id} (as an app would hold)")
+    created = _run_cli(["keys", "create", "--user", user_id, "--name", "demo", "--db", db_url], env)
+    api_key = created.strip().splitlines()[-1]
+    print(f"  {created.strip().splitlines()[0]}")
 
     with ExitStack() as stack:
         cloud_port, edge_port = free_port(), free_port()
@@ -83,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         _step(f"Task ({args.mode}, user {user_id})")
         print(textwrap.indent(textwrap.fill(task, 88), "  "))
         started = time.perf_counter()
-        with httpx.Client(base_url=edge_url, timeout=600) as client:
+        headers = {"Authorization": f"Bearer {api_key}"}  # the key names the user
+        with httpx.Client(base_url=edge_url, headers=headers, timeout=600) as client:
             reply = client.post(
                 "/v1/chat/completions",
                 json={
                     "model": args.mode,
-                    "user": user_id,
                     "messages": [{"role": "user", "content": task}],
                     "max_tokens": args.max_tokens,
                 },
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 1
             body = reply.json()
-            ledger = client.get("/v1/ledger", params={"user": user_id}).json()
+            ledger = client.get("/v1/ledger").json()  # a user key sees its own entries
         elapsed = time.perf_counter() - started
         report = body["cogenesis"]
         if report.get("sketch_points"):

@@ -1,16 +1,20 @@
-"""The edge agent's local HTTP endpoint: OpenAI-compatible chat, profiles and ledger.
+"""The edge agent's local HTTP endpoint: OpenAI-compatible chat, profiles, ledger, keys.
 
-`create_app` wires the services (services.py), the error handlers (errors.py) and one
+`create_app` wires the services (services.py), the error handlers (errors.py), the
+access checks (auth/: Host and origin here, keys as each route's dependency) and one
 router per resource (routers/); routes reach the services through dependencies.py.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from edge_agent.auth.banner import check_auth_mode
+from edge_agent.auth.host import HostPolicy, LocalOnlyMiddleware
 from edge_agent.body_limit import BodyLimitMiddleware
 from edge_agent.errors import install_error_handlers
-from edge_agent.routers import chat, health, ledger, metrics, profiles
+from edge_agent.routers import chat, health, keys, ledger, metrics, profiles
 from edge_agent.services import EdgeServices, build_services
 from edge_agent.settings import EdgeSettings
 
@@ -23,10 +27,21 @@ def create_app(
     services: EdgeServices | None = None,
 ) -> FastAPI:
     settings = settings or EdgeSettings()
-    app = FastAPI(title="CoGenesis edge agent", version="0.1.0")
+    check_auth_mode(settings)  # keys off is for loopback only
+    app = FastAPI(title="CoGenesis edge agent", version="0.1.0", redirect_slashes=False)
     app.state.services = services or build_services(settings)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added innermost first: the Host and origin checks see every request before the rest.
     install_error_handlers(app)
-    for module in (health, chat, profiles, ledger, metrics):
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["authorization", "content-type"],
+        )
+    policy = HostPolicy(settings.host, settings.allowed_hosts, settings.cors_origins)
+    app.add_middleware(LocalOnlyMiddleware, policy=policy)
+    for module in (health, chat, profiles, ledger, keys, metrics):
         app.include_router(module.router)
     return app

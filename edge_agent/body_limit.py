@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edge_agent.errors import openai_error
 
 
 class BodyTooLarge(Exception):
@@ -22,7 +23,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(scope, receive, send)
             return
         seen = 0
         started = False
@@ -45,24 +46,11 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(scope, receive, send)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "message": f"request body larger than {self.max_bytes} bytes",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "payload_too_large",
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body larger than {self.max_bytes} bytes"
+        body = openai_error(message, "invalid_request_error", "payload_too_large")
+        # The rest of the body was never read: the connection cannot be reused.
+        response = JSONResponse(body, status_code=413, headers={"connection": "close"})
+        await response(scope, receive, send)

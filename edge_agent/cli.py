@@ -1,4 +1,4 @@
-"""The edge's commands: serve, profiles, ledger (research commands are in research/cli.py).
+"""The edge's commands: serve, profiles, keys, ledger (research commands are in research/cli.py).
 
 Setting flags are derived from EdgeSettings (shared_protocol.settings_cli, as the cloud's
 from CloudSettings). Every user error, a bad setting included, ends as a one-line message
@@ -13,6 +13,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from edge_agent.keys_cli import KeyCommandError, add_key_commands
 from edge_agent.settings import EdgeSettings
 from shared_protocol.hosts import is_loopback
 from shared_protocol.settings_cli import SettingsError, add_settings_flags, load_settings
@@ -38,7 +39,7 @@ def run_parser(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         return 2
     try:
         return args.handler(args) or 0
-    except (CliError, SettingsError) as exc:
+    except (CliError, KeyCommandError, SettingsError) as exc:
         print(f"cogenesis: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -62,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     profiles = groups.add_parser("profiles", help="stored users").add_subparsers(dest="command")
     imp = profiles.add_parser("import", help="import users from a CoGenesis-format file")
     imp.add_argument("file", type=Path)
+    imp.add_argument(
+        "--merge",
+        action="store_true",
+        help="two items about one person that disagree: keep the first one's fields "
+        "(and say so) instead of refusing the file",
+    )
     _setting_flags(imp)
     imp.set_defaults(handler=_profiles_import)
     exp = profiles.add_parser("export", help="export users in the CoGenesis format")
@@ -85,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _setting_flags(delete)
     delete.set_defaults(handler=_profiles_delete)
+
+    add_key_commands(groups, _setting_flags)
 
     ledger = groups.add_parser("ledger", help="what left the device").add_subparsers(dest="command")
     lshow = ledger.add_parser("show", help="print ledger entries")
@@ -141,6 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from edge_agent.app import create_app
+    from edge_agent.auth.banner import UnsafeAuthMode, check_auth_mode, startup_notice
     from edge_agent.slm import ModelLoadError
     from shared_protocol.defaults import DefaultModelMissing
 
@@ -148,13 +158,17 @@ def _serve(args: argparse.Namespace) -> int:
     if not is_loopback(settings.host):
         print(
             f"cogenesis: warning: the edge agent listens on {settings.host}; any machine "
-            "that reaches it can read this device's private profiles",
+            "that reaches it can try its keys (list the names it answers to in "
+            "COGENESIS_EDGE_ALLOWED_HOSTS)",
             file=sys.stderr,
         )
     try:
+        check_auth_mode(settings)
         app = create_app(settings)
-    except (ModelLoadError, DefaultModelMissing) as exc:
+    except (ModelLoadError, DefaultModelMissing, UnsafeAuthMode) as exc:
         raise CliError(str(exc)) from exc
+    for line in startup_notice(settings, app.state.services.store.keys):
+        print(line, file=sys.stderr, flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0
 
@@ -169,9 +183,13 @@ def _profiles_import(args: argparse.Namespace) -> int:
         raise CliError(f"no such file: {args.file}")
     store = _store(args)
     try:
-        report = import_file(args.file, store.profiles, progress=sys.stderr.isatty())
+        report = import_file(
+            args.file, store.profiles, progress=sys.stderr.isatty(), merge=args.merge
+        )
     except DatasetFormatError as exc:
         raise CliError(f"{exc} (nothing was imported)") from exc
+    for warning in report.warnings:
+        print(f"cogenesis: warning: {warning}", file=sys.stderr)
     for user in report.users:
         print(f"{user.id}  {user.name}")
     print(f"imported {len(report.users)} users from {args.file}", file=sys.stderr)
@@ -179,13 +197,13 @@ def _profiles_import(args: argparse.Namespace) -> int:
 
 
 def _profiles_export(args: argparse.Namespace) -> int:
+    from edge_agent.store import UnexportableProfile, UserNotFound
     from edge_agent.store.cogenesis_format import export_users
-    from edge_agent.store.repository import UserNotFound
 
     store = _store(args)
     try:
         data = export_users(store.profiles, args.user)
-    except UserNotFound as exc:
+    except (UserNotFound, UnexportableProfile) as exc:
         raise CliError(str(exc)) from exc
     text = json.dumps(data, indent=2, ensure_ascii=False)
     if args.out:
@@ -232,16 +250,19 @@ def _profiles_delete(args: argparse.Namespace) -> int:
 
 
 def _ledger_show(args: argparse.Namespace) -> int:
-    if args.limit < 1 or args.offset < 0:
-        raise CliError("--limit must be at least 1 and --offset at least 0")
-    rows, total = _store(args).ledger.query(
-        user_id=args.user,
-        mode=args.mode,
-        since=args.since,
-        until=args.until,
-        limit=args.limit,
-        offset=args.offset,
-    )
+    from edge_agent.store import InvalidQuery
+
+    try:
+        rows, total = _store(args).ledger.query(
+            user_id=args.user,
+            mode=args.mode,
+            since=args.since,
+            until=args.until,
+            limit=args.limit,
+            offset=args.offset,
+        )
+    except InvalidQuery as exc:
+        raise CliError(str(exc)) from exc
     if args.json:
         print(
             json.dumps(

@@ -7,6 +7,7 @@ response's `cogenesis` object.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,8 @@ from edge_agent.settings import EdgeSettings
 from edge_agent.slm import SmallModel, SmallModelPool
 
 TextCallback = Callable[[str], None]
+# Room kept per outline point for the numbering and line breaks around its text.
+OUTLINE_TOKENS_PER_POINT = 8
 
 
 def make_picker(temperature: float, top_p: float, seed: int | None) -> Callable[[Any], int]:
@@ -63,6 +66,31 @@ class Gateway:
         self.guard = guard
         self.metrics = metrics
         self.limits = PromptLimits(settings.history_items, settings.history_chars)
+
+    def fit(self, job: CompletionJob, *, max_tokens_given: bool) -> CompletionJob:
+        """The job, checked to fit the small model's context before anything leaves.
+
+        Raises `PromptTooLong` when the private prompt (plus room for a sketch's outline)
+        leaves no room to answer, or when a `max_tokens` the request gave does not fit
+        (OpenAI answers that with a 400 too); a server default is shortened instead.
+        """
+        with self.pool.acquire() as slm:
+            prompt_tokens = len(
+                build_private_prompt(slm, job.ctx, job.task, None, self.limits).tokens
+            )
+            n_ctx = slm.n_ctx
+        reserved = 0
+        if job.mode == "cogenesis-sketch":  # the outline joins the prompt later
+            reserved = (
+                self.settings.sketch_max_tokens + OUTLINE_TOKENS_PER_POINT * job.sketch_points
+            )
+        room = n_ctx - prompt_tokens - reserved
+        if room < 1 or (max_tokens_given and job.max_tokens > room):
+            raise PromptTooLong(prompt_tokens + reserved, job.max_tokens, n_ctx)
+        if job.max_tokens <= room:
+            return job
+        logits = job.logits and dataclasses.replace(job.logits, max_tokens=room)
+        return dataclasses.replace(job, max_tokens=room, logits=logits)
 
     def execute(self, job: CompletionJob, on_text: TextCallback) -> CompletionReport:
         started = time.perf_counter()
@@ -164,3 +192,15 @@ class Gateway:
 
 class VocabularyMismatch(RuntimeError):
     pass
+
+
+class PromptTooLong(ValueError):
+    """The private prompt and the answer do not fit the small model's context."""
+
+    def __init__(self, prompt_tokens: int, max_tokens: int, n_ctx: int) -> None:
+        super().__init__(
+            f"the small model's context is {n_ctx} tokens, but the private prompt (the "
+            f"profile, writing samples and messages) takes {prompt_tokens} and the answer "
+            f"up to {max_tokens}; shorten the messages or lower max_tokens (nothing was sent)"
+        )
+        self.prompt_tokens, self.max_tokens, self.n_ctx = prompt_tokens, max_tokens, n_ctx

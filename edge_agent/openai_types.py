@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge_agent import limits as edge_limits
 from edge_agent.collab.fusion import FusionRuleName
+from edge_agent.collab.gate import Gate
 from edge_agent.collab.logits import LogitsOptions
 from edge_agent.collab.schedule import Schedule
+from edge_agent.gates import GATE_NAME
 from edge_agent.guard.result import Policy
 from edge_agent.job import CompletionJob, Mode
 from edge_agent.report import CompletionReport
@@ -71,7 +72,12 @@ class CogenesisOptions(BaseModel):
     sketch_points: int | None = Field(None, ge=1, le=limits.MAX_SKETCH_POINTS)
     fusion: FusionRuleName | None = None
     alpha: float | None = Field(None, ge=0, le=1)
-    gate_path: str | None = None
+    gate: str | None = Field(
+        None,
+        pattern=GATE_NAME.pattern,
+        description="for fusion 'gate': the name of a trained gate in the edge's gates "
+        "folder (never a path)",
+    )
     draft_tokens: int | None = Field(None, ge=0, le=limits.MAX_DRAFT_TOKENS)
     top_k: int | None = Field(None, ge=1, le=limits.MAX_TOP_K)
     schedule: ScheduleOptions | None = None
@@ -85,12 +91,13 @@ class CogenesisOptions(BaseModel):
         temperature: float,
         top_p: float,
         seed: int | None,
+        gate: Gate | None = None,
     ) -> LogitsOptions:
         """The logits loop's options: these, or the server's defaults where unset."""
         return LogitsOptions(
             fusion=self.fusion or defaults.fusion,
             alpha=defaults.fusion_alpha if self.alpha is None else self.alpha,
-            gate_path=Path(self.gate_path) if self.gate_path else defaults.gate_path,
+            gate=gate,
             schedule=self.schedule.to_schedule() if self.schedule else Schedule.every_step(),
             draft_tokens=defaults.draft_tokens if self.draft_tokens is None else self.draft_tokens,
             top_k=self.top_k or defaults.top_k,
@@ -115,7 +122,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=edge_limits.MAX_COMPLETION_TOKENS)
     temperature: float | None = Field(None, ge=0, le=edge_limits.MAX_TEMPERATURE)
     top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # OpenAI's int64 range
     n: int | None = Field(None, ge=1, le=1)
     stop: str | list[str] | None = None
     cogenesis: CogenesisOptions | None = None
@@ -127,10 +134,13 @@ class ChatCompletionRequest(BaseModel):
             return None
         return user_turns[-1].strip()
 
-    def to_job(self, ctx: UserContext, task: str, defaults: EdgeSettings) -> CompletionJob:
+    def to_job(
+        self, ctx: UserContext, task: str, defaults: EdgeSettings, gate: Gate | None = None
+    ) -> CompletionJob:
         """The job to run, every option resolved: the request's, else the server's.
 
         `model` must name a mode (`edge_agent.job.MODES`); the job checks it again.
+        `gate` is the gate the request's fusion needs, already loaded by name.
         """
         mode = cast(Mode, self.model)
         options = self.cogenesis or CogenesisOptions()
@@ -145,6 +155,7 @@ class ChatCompletionRequest(BaseModel):
                 temperature=temperature,
                 top_p=top_p,
                 seed=self.seed,
+                gate=gate,
             )
         return CompletionJob(
             mode=mode,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge_agent.gates import GateLibrary
 from edge_agent.gateway import Gateway, VocabularyMismatch
 from edge_agent.guard.protocol import Guard
 from edge_agent.metrics import EdgeMetrics
@@ -11,7 +12,7 @@ from edge_agent.outbound import CloudClient, CloudError
 from edge_agent.prefix_cache import PrefixCache
 from edge_agent.settings import EdgeSettings
 from edge_agent.slm import SmallModel, SmallModelPool
-from edge_agent.store import Store, open_store
+from edge_agent.store import Store, data_dir, open_store
 from shared_protocol import InfoResponse
 from shared_protocol.defaults import default_gguf_path
 
@@ -25,6 +26,7 @@ class EdgeServices:
     guard: Guard
     gateway: Gateway
     metrics: EdgeMetrics
+    gates: GateLibrary
     cloud_info: InfoResponse | None = None
 
     def invalidate_prefix(self, user_id: str) -> None:
@@ -87,4 +89,5 @@ def build_services(
         metrics=metrics,
     )
     gateway = Gateway(settings, pool, cloud, guard, metrics=metrics)
-    return EdgeServices(settings, store, pool, cloud, guard, gateway, metrics)
+    gates = GateLibrary(settings.gates_dir or (lambda: data_dir() / "gates"))
+    return EdgeServices(settings, store, pool, cloud, guard, gateway, metrics, gates)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from edge_agent.collab.fusion import FusionRuleName
 from edge_agent.limits import MAX_COMPLETION_TOKENS
 from shared_protocol import limits
 
 GuardPolicy = Literal["redact", "block", "off"]
+AuthMode = Literal["keys", "off"]
 
 
 class EdgeSettings(BaseSettings):
@@ -71,7 +72,14 @@ class EdgeSettings(BaseSettings):
     )
     fusion: FusionRuleName = Field("mean", description="Default fusion rule in logits mode.")
     fusion_alpha: float = Field(0.5, ge=0, le=1, description="Weight of the small model.")
-    gate_path: Path | None = Field(None, description="Trained gate file for fusion='gate'.")
+    gates_dir: Path | None = Field(
+        None,
+        description="Folder of trained gate files (NAME.json) that requests pick by name "
+        "for fusion='gate'; default: gates/ in the data directory.",
+    )
+    gate: str | None = Field(
+        None, description="Gate used when a request asks for fusion='gate' but names none."
+    )
     draft_tokens: int = Field(
         8, ge=0, le=limits.MAX_DRAFT_TOKENS, description="Draft length (0 = step by step)."
     )
@@ -79,6 +87,30 @@ class EdgeSettings(BaseSettings):
         10, ge=1, le=limits.MAX_TOP_K, description="Top-k log-probs asked of the cloud."
     )
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
+    auth: AuthMode = Field(
+        "keys",
+        description="'keys': every /v1 route needs a local API key (Authorization: Bearer; "
+        "create one with `cogenesis keys create`). 'off': no keys, for experiments on "
+        "loopback only.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names, besides loopback ones, that requests may name in their "
+        "Host header (comma-separated); any other Host gets a 400 (the defence against "
+        "DNS rebinding).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the edge, e.g. http://localhost:3000 "
+        "(comma-separated); none by default, so no web page can read the answers.",
+    )
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("db_url")
     @classmethod

@@ -229,7 +229,7 @@ def make_rule(
         return weighted(alpha)
     if name == "gate":
         if gate_model is None:
-            raise ValueError("fusion rule 'gate' needs a trained gate (gate_path)")
+            raise ValueError("fusion rule 'gate' needs a trained gate")
         return gate(gate_model)
     raise ValueError(f"unknown fusion rule {name!r}; choose one of {', '.join(FUSION_RULE_NAMES)}")
 

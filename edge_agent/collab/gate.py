@@ -117,18 +117,27 @@ class Gate:
         except (OSError, UnicodeDecodeError) as exc:
             raise GateFileError(f"cannot read gate file {path}: {exc}") from exc
         try:
+            return cls.from_json(raw)
+        except GateFileError as exc:
+            raise GateFileError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Gate:
+        """A gate from the text of a gate file (the edge's gate library reads the bytes
+        itself, so that no file it opens can block)."""
+        try:
             data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise GateFileError(f"{path} is not a gate file (not JSON: {exc})") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise GateFileError(f"not a gate file (not JSON: {exc})") from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise GateFileError(f"{path} is not a gate file (format must be {FORMAT!r})")
+            raise GateFileError(f"not a gate file (format must be {FORMAT!r})")
         if data.get("version") != FORMAT_VERSION:
             raise GateFileError(
-                f"{path}: gate format version {data.get('version')!r} is not supported "
+                f"gate format version {data.get('version')!r} is not supported "
                 f"(expected {FORMAT_VERSION}); retrain with `cogenesis fusion train`"
             )
         if data.get("features") != list(FEATURES):
-            raise GateFileError(f"{path}: the gate was trained on different features")
+            raise GateFileError("the gate was trained on different features")
         try:
             return cls(
                 np.asarray(data["w1"], dtype=np.float64),
@@ -139,7 +148,7 @@ class Gate:
                 np.asarray(data["std"], dtype=np.float64),
                 data.get("meta") or {},
             )
+        except GateFileError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, GateFileError):
-                raise GateFileError(f"{path}: {exc}") from None
-            raise GateFileError(f"{path}: malformed gate parameters ({exc!r})") from exc
+            raise GateFileError(f"malformed gate parameters ({exc!r})") from exc

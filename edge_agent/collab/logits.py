@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -112,7 +111,7 @@ class SessionClient(Protocol):
 class LogitsOptions:
     fusion: str = "mean"
     alpha: float = 0.5  # weight of the small model for fusion="weighted"
-    gate_path: Path | None = None  # for fusion="gate"
+    gate: Gate | None = None  # for fusion="gate": loaded from the gates folder, by name
     schedule: Schedule = field(default_factory=Schedule.every_step)
     draft_tokens: int = 8  # 0 = step by step
     top_k: int = 10
@@ -137,7 +136,7 @@ class LogitsOptions:
         SamplingParams(self.temperature, self.top_p)  # validates
 
     def rule(self) -> FusionRule:
-        gate = Gate.load(self.gate_path) if self.fusion == "gate" and self.gate_path else None
+        gate = self.gate if self.fusion == "gate" else None
         return make_rule(self.fusion, alpha=self.alpha, gate_model=gate)
 
 

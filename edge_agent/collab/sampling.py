@@ -41,7 +41,8 @@ class UniformStream:
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = secrets.randbits(63) if seed is None else int(seed)
-        self._rng = np.random.default_rng(self.seed)
+        # OpenAI's seeds are signed 64-bit; numpy wants a non-negative one.
+        self._rng = np.random.default_rng(self.seed % 2**64)
         self._values: list[float] = []
 
     def at(self, position: int) -> float:

@@ -7,12 +7,16 @@ from edge_agent.store.context import PROFILE_FIELDS, UserContext, split_items
 from edge_agent.store.database import data_dir, default_db_url
 from edge_agent.store.errors import (
     DatasetFormatError,
+    InvalidQuery,
+    KeyNotFound,
     LedgerEntryNotFound,
     StoreError,
+    UnexportableProfile,
     UserExists,
     UserNotFound,
 )
 from edge_agent.store.identity import derive_user_id
+from edge_agent.store.keys import KeyRepository, NewKey
 from edge_agent.store.ledger import LedgerRepository
 from edge_agent.store.repository import DeletedRows, ImportCounts, ProfileRepository
 from edge_agent.store.store import Store, open_store
@@ -22,11 +26,16 @@ __all__ = [
     "DatasetFormatError",
     "DeletedRows",
     "ImportCounts",
+    "InvalidQuery",
+    "KeyNotFound",
+    "KeyRepository",
     "LedgerEntryNotFound",
     "LedgerRepository",
+    "NewKey",
     "ProfileRepository",
     "Store",
     "StoreError",
+    "UnexportableProfile",
     "UserContext",
     "UserExists",
     "UserNotFound",

@@ -14,6 +14,7 @@ One stored user per person, whatever the number of items that describe them.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,14 +25,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 
 from edge_agent.store.context import LABEL_BY_ATTRIBUTE, PROFILE_FIELDS
-from edge_agent.store.errors import DatasetFormatError
+from edge_agent.store.errors import DatasetFormatError, UnexportableProfile
 from edge_agent.store.repository import ProfileRepository, user_id_for
-from edge_agent.store.schemas import ProfileImport, TaskOut, UserOut
+from edge_agent.store.schemas import (
+    ATTRIBUTE_BY_ANY_LABEL,
+    PROFILE_ATTRIBUTES,
+    ProfileImport,
+    TaskOut,
+    UserOut,
+)
 
-_ATTRIBUTE_BY_ANY_LABEL = {
-    **{attr: attr for attr, _ in PROFILE_FIELDS},
-    **{label.casefold(): attr for attr, label in PROFILE_FIELDS},
-}
+# The shape of an extra field's label (schemas.ExtraKey), checked here so an error can
+# name the line instead of quoting a label that may be private text.
+_EXTRA_LABEL = re.compile(r"[A-Za-z](?:[A-Za-z0-9_ \-]{0,62}[A-Za-z0-9_\-])?")
 KNOWN_ITEM_KEYS = {"tid", "conversations", "profile", "additional_profile", "additional_tasks"}
 
 
@@ -91,13 +97,15 @@ class _Item(BaseModel):
 # -- import ---------------------------------------------------------------------------------
 
 
-def import_file(path: str | Path, repo: ProfileRepository, progress: bool = True) -> ImportReport:
+def import_file(
+    path: str | Path, repo: ProfileRepository, progress: bool = True, merge: bool = False
+) -> ImportReport:
     """Validate a whole dataset file, then store it in ONE transaction.
 
     Raises :class:`DatasetFormatError` naming the item and field at fault; in that case
-    nothing is written.
+    nothing is written. Error messages never quote the file's text: it is private.
     """
-    return import_items(read_items(path), repo, progress=progress, source=str(path))
+    return import_items(read_items(path), repo, progress=progress, source=str(path), merge=merge)
 
 
 def read_items(path: str | Path) -> list[Any]:
@@ -106,8 +114,14 @@ def read_items(path: str | Path) -> list[Any]:
     path = Path(path)
     try:
         raw = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
-    except (OSError, UnicodeDecodeError) as error:
-        raise DatasetFormatError(f"cannot read the file: {error}", path=str(path)) from error
+    except UnicodeDecodeError as error:
+        raise DatasetFormatError(
+            f"not UTF-8 text (bad byte at offset {error.start})", path=str(path)
+        ) from error
+    except OSError as error:
+        raise DatasetFormatError(
+            f"cannot read the file: {error.strerror or type(error).__name__}", path=str(path)
+        ) from error
     try:
         items = json.loads(raw)
     except json.JSONDecodeError as error:
@@ -133,9 +147,17 @@ def _item_list(items: Any, source: str) -> list[Any]:
 
 
 def import_items(
-    items: Any, repo: ProfileRepository, progress: bool = False, source: str = "<items>"
+    items: Any,
+    repo: ProfileRepository,
+    progress: bool = False,
+    source: str = "<items>",
+    merge: bool = False,
 ) -> ImportReport:
-    """Like :func:`import_file`, for items already parsed from JSON (e.g. an upload)."""
+    """Like :func:`import_file`, for items already parsed from JSON (e.g. an upload).
+
+    Two items about one person whose fields differ are an error naming both, unless
+    ``merge`` is set: then the first item's values win and a warning says so.
+    """
     started = time.perf_counter()
     items = _item_list(items, source)
     warnings: list[str] = []
@@ -145,7 +167,7 @@ def import_items(
             tqdm(items, desc="validating", unit="item", disable=not progress)
         )
     ]
-    people = merge_people(parsed, warnings)
+    people = merge_people(parsed, warnings, merge=merge, source=source)
     counts = repo.import_profiles(
         tqdm(people, desc="importing", unit="person", disable=not progress)
     )
@@ -233,13 +255,24 @@ def parse_profile_text(text: str, index: int = 0, source: str = "<items>") -> di
         where = f"additional_profile line {line_number}"
         if not colon or not label:
             raise DatasetFormatError(
-                f"expected 'Label: value', got {line[:60]!r}", path=source, item=index, field=where
+                "expected 'Label: value' (no label and colon on this line)",
+                path=source,
+                item=index,
+                field=where,
             )
-        attribute = _ATTRIBUTE_BY_ANY_LABEL.get(label.casefold())
+        attribute = ATTRIBUTE_BY_ANY_LABEL.get(label.casefold())
+        if attribute is None and not _EXTRA_LABEL.fullmatch(label):
+            raise DatasetFormatError(
+                "the label is not a field name (a letter, then letters, digits, spaces, "
+                "'_' or '-', at most 64)",
+                path=source,
+                item=index,
+                field=where,
+            )
         key = attribute or label.casefold()
         if key in seen:
             raise DatasetFormatError(
-                f"label {label!r} appears twice", path=source, item=index, field=where
+                "this field appears on an earlier line too", path=source, item=index, field=where
             )
         seen.add(key)
         if attribute:
@@ -256,10 +289,17 @@ def parse_profile_text(text: str, index: int = 0, source: str = "<items>") -> di
     return {**values, "extra": extra}
 
 
-def merge_people(items: Sequence[ProfileImport], warnings: list[str]) -> list[ProfileImport]:
+def merge_people(
+    items: Sequence[ProfileImport],
+    warnings: list[str],
+    merge: bool = False,
+    source: str = "<items>",
+) -> list[ProfileImport]:
     """One entry per person: writing history and tasks merged, in first-seen order.
 
-    If two items describe the same person with different field values, the first wins.
+    Items about the same person normally carry the same fields (the dataset repeats the
+    profile in each of a person's items). If two differ, that is a DatasetFormatError
+    naming both items, unless ``merge``: then the first wins and a warning says so.
     """
     merged: dict[str, ProfileImport] = {}
     first_item: dict[str, int] = {}
@@ -276,6 +316,15 @@ def merge_people(items: Sequence[ProfileImport], warnings: list[str]) -> list[Pr
             for name in sorted(fields)
             if getattr(kept.profile, name) != getattr(item.profile, name)
         ]
+        if differing and not merge:
+            raise DatasetFormatError(
+                f"describes the same person ({user_id}) as item {first_item[user_id]}, but "
+                f"{', '.join(differing)} differ; make them agree, or ask for a merge "
+                "(--merge, or merge=true) to keep the first item's values",
+                path=source,
+                item=index,
+                field="additional_profile",
+            )
         if differing:
             warnings.append(
                 f"item {index}: same person as item {first_item[user_id]} ({user_id}) but "
@@ -332,11 +381,14 @@ def export_users(repo: ProfileRepository, user_ids: Sequence[str] | None = None)
 
 def user_items(user: UserOut, tasks: Sequence[TaskOut]) -> list[dict]:
     profile_text = render_profile_text(user)
+    _check_reads_back(user, profile_text)
     history = [{"title": s.title, "text": s.text, "id": str(s.position)} for s in user.history]
     mains = [t for t in tasks if t.kind == "main"]
-    extras = [t for t in tasks if t.kind == "additional"]
-    main_tids = {t.source_tid for t in mains}
-    orphans = [t.instruction for t in extras if t.source_tid not in main_tids]
+    # Additional tasks by the item they came from, so each goes back to that item.
+    extras: dict[str | None, list[str]] = {}
+    for task in tasks:
+        if task.kind == "additional":
+            extras.setdefault(task.source_tid, []).append(task.instruction)
 
     def item(tid: str, conversations: list[dict], additional: list[str]) -> dict:
         return {
@@ -347,22 +399,16 @@ def user_items(user: UserOut, tasks: Sequence[TaskOut]) -> list[dict]:
             "additional_tasks": additional,
         }
 
-    if not mains:  # a profile without tasks still round-trips
-        return [item(user.id, [], orphans)]
     items = []
-    for number, task in enumerate(mains):
+    for task in mains:
         conversations = [{"from": "user", "value": task.instruction}]
         if task.reference is not None:
             conversations.append({"from": "assistant", "value": task.reference})
-        additional = [
-            t.instruction
-            for t in extras
-            if t.source_tid is not None and t.source_tid == task.source_tid
-        ]
-        if number == 0:
-            additional += orphans
+        additional = extras.pop(task.source_tid, []) if task.source_tid is not None else []
         items.append(item(task.source_tid or f"{user.id}-{task.id}", conversations, additional))
-    return items
+    # Items that had only additional tasks, and a profile without tasks, round-trip too.
+    items += [item(tid or user.id, [], additional) for tid, additional in extras.items()]
+    return items or [item(user.id, [], [])]
 
 
 def render_profile_text(user: UserOut) -> str:
@@ -370,7 +416,28 @@ def render_profile_text(user: UserOut) -> str:
     lines = [
         f"{label}: {value}"
         for attr, label in PROFILE_FIELDS
-        if (value := getattr(user, attr)) not in (None, "")
+        if (value := getattr(user, attr)) is not None
     ]
     lines += [f"{key}: {value}" for key, value in user.extra.items()]
     return "\n".join(lines)
+
+
+def _check_reads_back(user: UserOut, profile_text: str) -> None:
+    """Refuse to export a profile that would import as something else.
+
+    The API rejects such values now, but a store written by an older release may hold
+    them (a line break in a short field, say). Names the fields, never their values.
+    """
+    try:
+        parsed = parse_profile_text(profile_text)
+    except DatasetFormatError:
+        parsed = {}
+    stored = {attr: getattr(user, attr) for attr in ("name", *PROFILE_ATTRIBUTES)}
+    stored = {attr: value for attr, value in stored.items() if value is not None}
+    read_back = {attr: parsed.get(attr) for attr in stored}
+    wrong = [LABEL_BY_ATTRIBUTE.get(a, a) for a in stored if read_back[a] != stored[a]]
+    extra = parsed.get("extra", {})
+    wrong += [key for key, value in user.extra.items() if extra.get(key) != value]
+    unexpected = (set(parsed) - set(stored) - {"extra"}) | (set(extra) - set(user.extra))
+    if wrong or unexpected:
+        raise UnexportableProfile(user.id, wrong or ["the profile text"])

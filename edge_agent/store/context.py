@@ -24,7 +24,6 @@ PROFILE_FIELDS: tuple[tuple[str, str], ...] = (
     ("assistant_usage", "Ai_assistant_usage"),
 )
 LABEL_BY_ATTRIBUTE: dict[str, str] = dict(PROFILE_FIELDS)
-ATTRIBUTE_BY_LABEL: dict[str, str] = {label: attr for attr, label in PROFILE_FIELDS}
 
 
 def split_items(value: str) -> list[str]:

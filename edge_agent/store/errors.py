@@ -29,6 +29,29 @@ class LedgerEntryNotFound(StoreError, LookupError):
         self.entry_id = entry_id
 
 
+class KeyNotFound(StoreError, LookupError):
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no API key with id {key_id!r}; list them with `cogenesis keys list`")
+        self.key_id = key_id
+
+
+class InvalidQuery(StoreError, ValueError):
+    """A query the store cannot answer, e.g. a time that is not a number of seconds."""
+
+
+class UnexportableProfile(StoreError, ValueError):
+    """A stored profile the CoGenesis format cannot carry as it is (from an older release)."""
+
+    def __init__(self, user_id: str, fields: list[str]) -> None:
+        super().__init__(
+            f"profile {user_id!r} cannot be exported: {', '.join(fields)} would not read back "
+            "as stored (a line break in a one-line field, say); edit those fields and "
+            "export again"
+        )
+        self.user_id = user_id
+        self.fields = fields
+
+
 class DatasetFormatError(StoreError, ValueError):
     """A CoGenesis dataset file is malformed. Nothing was written.
 

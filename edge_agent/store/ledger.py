@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 
 from edge_agent.store.database import Database
-from edge_agent.store.errors import LedgerEntryNotFound
+from edge_agent.store.errors import InvalidQuery, LedgerEntryNotFound
 from edge_agent.store.models import LedgerEntry, utc_now
 from edge_agent.store.schemas import LedgerEntryOut
 
 MAX_PAGE = 1_000
+# SQLite's integers are 64-bit; an offset past this could not be bound, and no ledger is
+# that long anyway.
+MAX_OFFSET = 2**62
+# Unix seconds that a datetime can hold; times beyond are clamped to the ends, so a
+# far-future "since" is simply an empty page.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 FINAL_STATUSES = ("ok", "error")
 
 
@@ -101,21 +109,21 @@ class LedgerRepository:
         """Entries newest first, and how many match in all.
 
         ``since`` is inclusive, ``until`` exclusive: datetimes (naive ones are taken as
-        UTC) or unix seconds.
+        UTC) or unix seconds (finite; clamped to the years 1 to 9999).
         """
         if not 1 <= limit <= MAX_PAGE:
-            raise ValueError(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
-        if offset < 0:
-            raise ValueError(f"offset must be >= 0, not {offset}")
+            raise InvalidQuery(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidQuery(f"offset must be between 0 and {MAX_OFFSET}, not {offset}")
         conditions = []
         if user_id is not None:
             conditions.append(LedgerEntry.user_id == user_id)
         if mode is not None:
             conditions.append(LedgerEntry.mode == mode)
         if since is not None:
-            conditions.append(LedgerEntry.created_at >= _as_utc(since))
+            conditions.append(LedgerEntry.created_at >= _as_utc(since, "since"))
         if until is not None:
-            conditions.append(LedgerEntry.created_at < _as_utc(until))
+            conditions.append(LedgerEntry.created_at < _as_utc(until, "until"))
         page = (
             select(LedgerEntry)
             .where(*conditions)
@@ -129,7 +137,13 @@ class LedgerRepository:
             return rows, total or 0
 
 
-def _as_utc(moment: datetime | float) -> datetime:
-    if isinstance(moment, int | float):
-        return datetime.fromtimestamp(moment, UTC)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def _as_utc(moment: datetime | float, name: str) -> datetime:
+    if isinstance(moment, datetime):
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if not math.isfinite(moment):
+        raise InvalidQuery(f"{name} must be a finite number of unix seconds")
+    if moment <= EARLIEST.timestamp():
+        return EARLIEST
+    if moment >= LATEST.timestamp():
+        return LATEST
+    return datetime.fromtimestamp(moment, UTC)

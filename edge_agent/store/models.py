@@ -166,3 +166,24 @@ class LedgerEntry(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float)
     guard_policy: Mapped[str | None] = mapped_column(String(16))
     guard_findings: Mapped[Any | None] = mapped_column(JSON)
+
+
+class ApiKey(Base):
+    """A local API key: who may call the edge, and as whom.
+
+    Only a hash of the secret is stored; the key itself is shown once, when created.
+    A user key belongs to one profile and goes with it (``ON DELETE CASCADE``).
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(8))
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

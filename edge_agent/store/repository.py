@@ -14,7 +14,15 @@ from edge_agent.store.context import PROFILE_FIELDS, UserContext
 from edge_agent.store.database import Database
 from edge_agent.store.errors import UserExists, UserNotFound
 from edge_agent.store.identity import derive_user_id
-from edge_agent.store.models import ExtraField, LedgerEntry, Task, User, WritingSample, utc_now
+from edge_agent.store.models import (
+    ApiKey,
+    ExtraField,
+    LedgerEntry,
+    Task,
+    User,
+    WritingSample,
+    utc_now,
+)
 from edge_agent.store.schemas import (
     PROFILE_ATTRIBUTES,
     ProfileImport,
@@ -37,12 +45,18 @@ class DeletedRows:
     writing_samples: int = 0
     extra_fields: int = 0
     tasks: int = 0
+    api_keys: int = 0
     ledger_entries: int = 0
 
     @property
     def total(self) -> int:
         return (
-            self.users + self.writing_samples + self.extra_fields + self.tasks + self.ledger_entries
+            self.users
+            + self.writing_samples
+            + self.extra_fields
+            + self.tasks
+            + self.api_keys
+            + self.ledger_entries
         )
 
 
@@ -171,7 +185,7 @@ class ProfileRepository:
             return _append_new_tasks(_load_user(session, user_id), tasks)
 
     def delete_user(self, user_id: str, include_ledger: bool = False) -> DeletedRows:
-        """Remove every row of this user, and their ledger entries if asked.
+        """Remove every row of this user (their API keys too), and their ledger if asked.
 
         Raises :class:`UserNotFound` only if there was nothing at all to delete, so
         "forget my ledger too" still works after the profile is gone.
@@ -185,6 +199,7 @@ class ProfileRepository:
                 writing_samples=remove(WritingSample, WritingSample.user_id),
                 extra_fields=remove(ExtraField, ExtraField.user_id),
                 tasks=remove(Task, Task.user_id),
+                api_keys=remove(ApiKey, ApiKey.user_id),
                 users=remove(User, User.id),
                 ledger_entries=remove(LedgerEntry, LedgerEntry.user_id) if include_ledger else 0,
             )

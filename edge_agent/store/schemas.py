@@ -10,7 +10,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -18,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from edge_agent.store.context import ATTRIBUTE_BY_LABEL, PROFILE_FIELDS
+from edge_agent.store.context import PROFILE_FIELDS
 from edge_agent.store.identity import USER_ID_PATTERN
 
 MAX_SHORT_CHARS = 200
@@ -29,16 +31,51 @@ MAX_HISTORY_ITEMS = 256
 MAX_EXTRA_FIELDS = 32
 MAX_TASKS = 1_000
 
+# Every character str.splitlines() breaks on: the dataset's profile text is one
+# "Label: value" per line, so a value holding any of them would read back as new fields.
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _single_line(value: str) -> str:
+    if not LINE_BREAKS.isdisjoint(value):
+        raise ValueError("must be a single line (line breaks are not allowed)")
+    return value
+
+
+def _strip(value: Any) -> Any:
+    # Python's idea of whitespace, which the importer uses when it reads a line back
+    # (it strips a few control characters that pydantic's strip_whitespace keeps).
+    return value.strip() if isinstance(value, str) else value
+
+
+def _line(max_length: int, min_length: int = 0) -> Any:
+    """A stripped one-line string, as every field of the profile text must be."""
+    return Annotated[
+        str,
+        StringConstraints(min_length=min_length, max_length=max_length),
+        BeforeValidator(_strip),  # runs first: before-validators wrap what precedes them
+        AfterValidator(_single_line),
+    ]
+
+
 UserId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_SHORT_CHARS)]
-# Field values are single lines: the dataset's profile text is one "Label: value" per line.
-FieldText = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=MAX_FIELD_CHARS, pattern=r"^[^\n]*$")
+NameText = _line(200, min_length=1)
+AgeText = _line(32)
+ShortText = _line(MAX_SHORT_CHARS)
+FieldText = _line(MAX_FIELD_CHARS)
+# No space at either end: the profile text is read back with the label stripped.
+ExtraKey = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z](?:[A-Za-z0-9_ \-]{0,62}[A-Za-z0-9_\-])?$")
 ]
-ExtraKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_ \-]{0,63}$")]
 TaskKind = Literal["main", "additional"]
 
 PROFILE_ATTRIBUTES = tuple(attr for attr, _ in PROFILE_FIELDS)
+# What a label of the profile text means, whatever its case: the paper's labels and the
+# column names both name a regular field.
+ATTRIBUTE_BY_ANY_LABEL: dict[str, str] = {
+    **{attr: attr for attr, _ in PROFILE_FIELDS},
+    **{label.casefold(): attr for attr, label in PROFILE_FIELDS},
+}
 
 
 class StrictModel(BaseModel):
@@ -58,7 +95,7 @@ class TaskIn(StrictModel):
 
 
 class _ProfileFields(StrictModel):
-    age: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = None
+    age: AgeText | None = None
     occupation: ShortText | None = None
     location: ShortText | None = None
     personal_traits: FieldText | None = None
@@ -71,9 +108,14 @@ class _ProfileFields(StrictModel):
     @field_validator("extra")
     @classmethod
     def _extra_keys_are_not_paper_fields(cls, extra: dict[str, str]) -> dict[str, str]:
-        clashes = [key for key in extra if key in ATTRIBUTE_BY_LABEL or key in PROFILE_ATTRIBUTES]
+        # Compared without case, as the importer reads labels: anything else would come
+        # back from an export as another field.
+        clashes = [key for key in extra if key.casefold() in ATTRIBUTE_BY_ANY_LABEL]
         if clashes:
             raise ValueError(f"extra fields {clashes} are regular profile fields; set those")
+        folded = [key.casefold() for key in extra]
+        if len(set(folded)) < len(folded):  # keys are the user's words: not quoted
+            raise ValueError("two extra fields differ only in case; keep one")
         return extra
 
 
@@ -81,7 +123,7 @@ class ProfileIn(_ProfileFields):
     """A new profile. Without ``id`` one is derived from name, age, occupation, location."""
 
     id: UserId | None = None
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: NameText
     history: list[WritingSampleIn] = Field(default_factory=list, max_length=MAX_HISTORY_ITEMS)
 
 
@@ -89,10 +131,7 @@ class ProfileUpdate(_ProfileFields):
     """A partial update: only the fields that are set change. ``extra`` and ``history``,
     when given, replace the stored ones entirely; set a field to null to clear it."""
 
-    name: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-        | None
-    ) = None
+    name: NameText | None = None
     history: list[WritingSampleIn] | None = Field(default=None, max_length=MAX_HISTORY_ITEMS)
 
     @model_validator(mode="after")
@@ -181,3 +220,36 @@ class LedgerEntryOut(BaseModel):
     @property
     def payload_text(self) -> str:
         return self.payload.decode("utf-8", errors="replace")
+
+
+KeyScope = Literal["user", "admin"]
+
+
+class KeyIn(StrictModel):
+    """A key to create: a user key acts as one profile, an admin key manages everything."""
+
+    scope: KeyScope
+    user_id: UserId | None = Field(None, description="the profile a user key acts as")
+    label: ShortText | None = Field(None, description="what the key is for, e.g. an app name")
+
+    @model_validator(mode="after")
+    def _user_matches_scope(self) -> KeyIn:
+        if self.scope == "user" and self.user_id is None:
+            raise ValueError("a user key needs user_id, the profile it acts as")
+        if self.scope == "admin" and self.user_id is not None:
+            raise ValueError("an admin key acts for every user; leave user_id out")
+        return self
+
+
+class KeyOut(BaseModel):
+    """A key as listed: never its secret."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    scope: KeyScope
+    user_id: str | None
+    label: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None

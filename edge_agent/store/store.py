@@ -8,6 +8,7 @@ from types import TracebackType
 from sqlalchemy import Engine
 
 from edge_agent.store.database import Database, default_db_url, make_engine
+from edge_agent.store.keys import KeyRepository
 from edge_agent.store.ledger import LedgerRepository
 from edge_agent.store.migrate import upgrade
 from edge_agent.store.repository import ProfileRepository
@@ -19,6 +20,7 @@ class Store:
     db: Database
     profiles: ProfileRepository
     ledger: LedgerRepository
+    keys: KeyRepository
 
     @property
     def engine(self) -> Engine:
@@ -49,4 +51,10 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
     if migrate:
         upgrade(engine)
     db = Database(engine)
-    return Store(url=url, db=db, profiles=ProfileRepository(db), ledger=LedgerRepository(db))
+    return Store(
+        url=url,
+        db=db,
+        profiles=ProfileRepository(db),
+        ledger=LedgerRepository(db),
+        keys=KeyRepository(db),
+    )

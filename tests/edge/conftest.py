@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cloud_service.settings import CloudSettings
@@ -15,6 +17,7 @@ from edge_agent.app import EdgeServices, build_services, create_app
 from edge_agent.prefix_cache import PrefixCache
 from edge_agent.settings import EdgeSettings
 from edge_agent.slm import SmallModel, SmallModelPool
+from edge_agent.store.schemas import KeyIn
 from shared_protocol.defaults import default_gguf_path
 from tests.servers import running_server
 
@@ -36,8 +39,32 @@ class Cloud:
 
 @dataclass
 class Edge:
+    """A running edge agent, with an admin key and a client that sends it."""
+
     url: str
     services: EdgeServices
+    admin_key: str
+    http: httpx.Client
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.admin_key}"}
+
+    def user_key(self, user_id: str) -> str:
+        """A new key that acts as this (stored) user."""
+        return self.services.store.keys.create(KeyIn(scope="user", user_id=user_id)).secret
+
+    def client(self, key: str) -> httpx.Client:
+        """A client sending another key; closed with the edge."""
+        client = httpx.Client(base_url=self.url, headers=self.headers(key), timeout=60)
+        self._others.append(client)
+        return client
+
+    def __post_init__(self) -> None:
+        self._others: list[httpx.Client] = []
+
+    def close(self) -> None:
+        for client in [self.http, *self._others]:
+            client.close()
 
 
 @pytest.fixture(scope="session")
@@ -51,19 +78,31 @@ def cloud(tmp_path_factory) -> Iterator[Cloud]:
         stop()
 
 
-@pytest.fixture(scope="session")
-def pool() -> SmallModelPool:
+@functools.cache
+def shared_pool() -> SmallModelPool:
+    """One pool per process, whichever conftest asks (tests/security reuses these)."""
     cache = PrefixCache(max_entries=8)  # shared by the contexts, as build_services does
     return SmallModelPool(
         lambda: SmallModel(default_gguf_path(), n_ctx=4096, prefix_cache=cache), size=2
     )
 
 
-@pytest.fixture(scope="session")
-def guard():
+@functools.cache
+def shared_guard():
     from edge_agent.guard import PrivacyGuard
 
     return PrivacyGuard()
+
+
+@pytest.fixture(scope="session")
+def pool() -> Iterator[SmallModelPool]:
+    yield shared_pool()
+    shared_pool.cache_clear()  # freed now, while llama.cpp is still loaded, not at exit
+
+
+@pytest.fixture(scope="session")
+def guard():
+    return shared_guard()
 
 
 def edge_settings(tmp_path: Path, cloud_url: str, **overrides) -> EdgeSettings:
@@ -79,8 +118,13 @@ def edge_settings(tmp_path: Path, cloud_url: str, **overrides) -> EdgeSettings:
 
 @pytest.fixture
 def start_edge(tmp_path, pool, guard):
-    """Start an edge agent against any cloud URL; stopped at the end of the test."""
+    """Start an edge agent against any cloud URL; stopped at the end of the test.
+
+    Every /v1 route needs a key, so each edge gets an admin key of its own (tests of
+    user keys make those with ``edge.user_key``).
+    """
     stack = []
+    edges: list[Edge] = []
 
     def start(cloud_url: str, **overrides) -> Edge:
         settings = edge_settings(tmp_path, cloud_url, **overrides)
@@ -88,9 +132,14 @@ def start_edge(tmp_path, pool, guard):
         server = running_server(create_app(settings, services=services))
         url = server.__enter__()
         stack.append(server)
-        return Edge(url, services)
+        admin = services.store.keys.create(KeyIn(scope="admin", label="tests")).secret
+        http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=60)
+        edges.append(Edge(url, services, admin, http))
+        return edges[-1]
 
     yield start
+    for edge in edges:
+        edge.close()
     for server in reversed(stack):
         server.__exit__(None, None, None)
 

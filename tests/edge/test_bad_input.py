@@ -10,7 +10,7 @@ from tests.edge.test_chat import TASK, make_profile
 
 def chat(edge, **body) -> httpx.Response:
     payload = {"model": "local", "messages": [{"role": "user", "content": TASK}], **body}
-    return httpx.post(f"{edge.url}/v1/chat/completions", json=payload, timeout=60)
+    return edge.http.post(f"{edge.url}/v1/chat/completions", json=payload, timeout=60)
 
 
 def assert_openai_error(reply: httpx.Response, status: int, code: str) -> None:
@@ -22,15 +22,15 @@ def assert_openai_error(reply: httpx.Response, status: int, code: str) -> None:
 
 
 def nothing_written(edge, user: str) -> None:
-    ledger = httpx.get(f"{edge.url}/v1/ledger", params={"user": user}).json()
+    ledger = edge.http.get(f"{edge.url}/v1/ledger", params={"user": user}).json()
     assert ledger["total"] == 0
-    profiles = httpx.get(f"{edge.url}/v1/profiles").json()["data"]
+    profiles = edge.http.get(f"{edge.url}/v1/profiles").json()["data"]
     assert [p["id"] for p in profiles] == [user]
 
 
 def test_malformed_json_is_a_400(edge) -> None:
     user = make_profile(edge)
-    reply = httpx.post(
+    reply = edge.http.post(
         f"{edge.url}/v1/chat/completions",
         content=b'{"model": "local", "messages": [',
         headers={"content-type": "application/json"},
@@ -87,7 +87,7 @@ def test_a_schedule_that_never_cycles_is_a_400_naming_the_field(edge) -> None:
     ],
 )
 def test_profile_and_ledger_routes_reject_bad_input(edge, method, path, body, status) -> None:
-    reply = httpx.request(method, f"{edge.url}{path}", json=body, timeout=30)
+    reply = edge.http.request(method, f"{edge.url}{path}", json=body, timeout=30)
     assert reply.status_code == status, reply.text
     assert reply.json()["error"]["message"]
-    assert httpx.get(f"{edge.url}/v1/profiles").json()["data"] == []
+    assert edge.http.get(f"{edge.url}/v1/profiles").json()["data"] == []

@@ -24,13 +24,13 @@ def make_profile(edge, **overrides) -> str:
         ],
     }
     body.update(overrides)
-    reply = httpx.post(f"{edge.url}/v1/profiles", json=body, timeout=30)
+    reply = edge.http.post(f"{edge.url}/v1/profiles", json=body, timeout=30)
     assert reply.status_code == 201, reply.text
     return reply.json()["id"]
 
 
 def client_for(edge) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{edge.url}/v1", api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=f"{edge.url}/v1", api_key=edge.admin_key, max_retries=0)
 
 
 TASK = "Write a short thank-you note to a colleague: thank them for help with a report."
@@ -104,7 +104,7 @@ def test_changing_a_profile_invalidates_its_cached_prefix(edge) -> None:
     messages = [{"role": "user", "content": TASK}]
     client.chat.completions.create(model="local", user=user, max_tokens=2, messages=messages)
     warm = client.chat.completions.create(model="local", user=user, max_tokens=2, messages=messages)
-    reply = httpx.patch(
+    reply = edge.http.patch(
         f"{edge.url}/v1/profiles/{user}", json={"writing_style": "Terse and dry"}, timeout=30
     )
     assert reply.status_code == 200, reply.text
@@ -129,7 +129,7 @@ def test_cloud_down_degrades_to_local_and_is_recorded(start_edge) -> None:
     assert report["degraded"] is True
     assert report["degraded_reason"].startswith("cloud unreachable")
     assert reply.choices[0].message.content.strip()
-    ledger = httpx.get(f"{edge.url}/v1/ledger", params={"user": user}).json()
+    ledger = edge.http.get(f"{edge.url}/v1/ledger", params={"user": user}).json()
     assert ledger["total"] == 1
     assert ledger["data"][0]["status"] == "error"
 
@@ -139,7 +139,7 @@ def test_a_hung_cloud_degrades_within_the_timeout(start_edge, mode) -> None:
     with silent_port() as hung:
         edge = start_edge(hung, cloud_timeout_s=1.5, cloud_retries=0)
         user = make_profile(edge)
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=60, headers=edge.headers()) as client:
             reply = client.post(
                 f"{edge.url}/v1/chat/completions",
                 json={

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from cogenesis.cli import main
@@ -136,12 +135,12 @@ def test_the_console_entry_point_runs() -> None:
 
 def test_rest_import_and_export(edge) -> None:
     items = json.loads(EXAMPLE.read_text())
-    reply = httpx.post(f"{edge.url}/v1/profiles/import", json=items, timeout=30)
+    reply = edge.http.post(f"{edge.url}/v1/profiles/import", json=items, timeout=30)
     assert reply.status_code == 201, reply.text
     user = reply.json()["users"][0]["id"]
-    exported = httpx.get(f"{edge.url}/v1/profiles/export", params={"user": user}).json()
+    exported = edge.http.get(f"{edge.url}/v1/profiles/export", params={"user": user}).json()
     assert exported[0]["additional_profile"] == items[0]["additional_profile"]
-    bad = httpx.post(f"{edge.url}/v1/profiles/import", json=[{"profile": []}], timeout=30)
+    bad = edge.http.post(f"{edge.url}/v1/profiles/import", json=[{"profile": []}], timeout=30)
     assert bad.status_code == 400
     assert "nothing was imported" in bad.json()["error"]["message"]
-    assert len(httpx.get(f"{edge.url}/v1/profiles").json()["data"]) == 1
+    assert len(edge.http.get(f"{edge.url}/v1/profiles").json()["data"]) == 1

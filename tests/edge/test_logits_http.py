@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import uuid
 
-import httpx
 import pytest
 
 from cloud_service.engines.base import Engine
@@ -21,7 +20,7 @@ TASKS = [
 
 
 def logits_request(edge, user: str, task: str) -> dict:
-    reply = httpx.post(
+    reply = edge.http.post(
         f"{edge.url}/v1/chat/completions",
         json={
             "model": "cogenesis-logits",
@@ -106,7 +105,7 @@ def test_logits_mode_is_refused_against_a_cloud_with_another_vocabulary(
 ) -> None:
     edge = start_edge(foreign_cloud)
     user = make_profile(edge)
-    reply = httpx.post(
+    reply = edge.http.post(
         f"{edge.url}/v1/chat/completions",
         json={
             "model": "cogenesis-logits",
@@ -120,7 +119,7 @@ def test_logits_mode_is_refused_against_a_cloud_with_another_vocabulary(
     assert error["code"] == "vocabulary_mismatch"
     assert "OtherVocab-1B" in error["message"] and "SmolLM2" in error["message"]
     # Sketch mode does not need a shared vocabulary and still works.
-    sketch = httpx.post(
+    sketch = edge.http.post(
         f"{edge.url}/v1/chat/completions",
         json={
             "model": "cogenesis-sketch",

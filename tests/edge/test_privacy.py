@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import httpx
 import pytest
 
 from tests.edge.test_chat import client_for
@@ -85,7 +84,7 @@ def cloud_view(edge, bodies: list[bytes]) -> str:
 
 
 def ledger_total(edge) -> int:
-    return httpx.get(f"{edge.url}/v1/ledger", params={"limit": 1}).json()["total"]
+    return edge.http.get(f"{edge.url}/v1/ledger", params={"limit": 1}).json()["total"]
 
 
 def assert_no_canary(text: str, canaries: list[str]) -> None:
@@ -97,7 +96,7 @@ def assert_no_canary(text: str, canaries: list[str]) -> None:
 def test_no_canary_reaches_the_cloud_or_the_ledger(edge, cloud, mode) -> None:
     tag = uuid.uuid4().hex[:6]
     body, canaries = canary_profile(tag)
-    reply = httpx.post(f"{edge.url}/v1/profiles", json=body, timeout=30)
+    reply = edge.http.post(f"{edge.url}/v1/profiles", json=body, timeout=30)
     user = reply.json()["id"]
     before = len(cloud.bodies())
     ledger_before = ledger_total(edge)
@@ -111,7 +110,7 @@ def test_no_canary_reaches_the_cloud_or_the_ledger(edge, cloud, mode) -> None:
     assert answer.model_extra["cogenesis"]["degraded"] is False
     received = cloud.bodies()[before:]
     assert received, "the cloud was called"
-    ledger = httpx.get(f"{edge.url}/v1/ledger", params={"limit": 500}).json()
+    ledger = edge.http.get(f"{edge.url}/v1/ledger", params={"limit": 500}).json()
     sent = [e["payload"].encode() for e in ledger["data"]][: ledger["total"] - ledger_before]
     # The ledger holds exactly the bytes the cloud received, no more and no less
     # (including the edge's own GET /v1/info, which carries no user).
@@ -123,7 +122,7 @@ def test_canary_check_detects_a_leak(edge, cloud) -> None:
     """The detector itself works: a canary in the task title is visible when unguarded."""
     tag = uuid.uuid4().hex[:6]
     body, canaries = canary_profile(tag)
-    user = httpx.post(f"{edge.url}/v1/profiles", json=body, timeout=30).json()["id"]
+    user = edge.http.post(f"{edge.url}/v1/profiles", json=body, timeout=30).json()["id"]
     before = len(cloud.bodies())
     client_for(edge).chat.completions.create(
         model="cogenesis-sketch",

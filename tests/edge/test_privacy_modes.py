@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import httpx
 import pytest
 
 from edge_agent.guard.result import merge_spans, redact
@@ -99,7 +98,7 @@ COPY_TASK = f"Write a thank-you note to Aunt Rosalind {P['history']}: thank her 
 
 @pytest.fixture
 def user(edge) -> str:
-    reply = httpx.post(f"{edge.url}/v1/profiles", json=PLANTED.body, timeout=60)
+    reply = edge.http.post(f"{edge.url}/v1/profiles", json=PLANTED.body, timeout=60)
     assert reply.status_code == 201, reply.text
     user_id = reply.json()["id"]
     ctx = edge.services.store.profiles.load_context(user_id)
@@ -136,7 +135,7 @@ def chat(edge, cloud, user: str, mode: str, task: str, **options) -> Sent:
         extra_body={"cogenesis": {"draft_tokens": 4, **options}},
     )
     received = _records(cloud)[len(before) :]
-    ledger = httpx.get(f"{edge.url}/v1/ledger", params={"user": user, "limit": 500}).json()
+    ledger = edge.http.get(f"{edge.url}/v1/ledger", params={"user": user, "limit": 500}).json()
     return Sent(
         bodies=[r["body"] for r in received if r["body"]],
         readable=_readable(edge, received),

@@ -6,8 +6,6 @@ gateway (openai_types.py, job.py, report.py).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pydantic import ValidationError
 
@@ -41,7 +39,7 @@ def server(**overrides) -> EdgeSettings:
         "sketch_points": 3,
         "guard_policy": "block",
         "max_tokens": 33,
-        "gate_path": None,
+        "gate": None,
     }
     return EdgeSettings(**{**values, **overrides})
 
@@ -75,7 +73,7 @@ def test_options_a_request_gives_override_the_server_even_when_falsy():
             "sketch_points": 2,
             "fusion": "weighted",
             "alpha": 0.0,
-            "gate_path": "gates/g.json",
+            "gate": "letters",
             "draft_tokens": 0,
             "top_k": 2,
             "schedule": {"p": 5, "k": 10, "t": 3},
@@ -88,7 +86,6 @@ def test_options_a_request_gives_override_the_server_even_when_falsy():
     assert job.logits == LogitsOptions(
         fusion="weighted",
         alpha=0.0,
-        gate_path=Path("gates/g.json"),
         draft_tokens=0,
         top_k=2,
         schedule=Schedule(5, 10, 3),

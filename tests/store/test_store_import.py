@@ -9,9 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from edge_agent.store import DatasetFormatError, Store, derive_user_id, open_store
+from edge_agent.store import (
+    DatasetFormatError,
+    Store,
+    UnexportableProfile,
+    derive_user_id,
+    open_store,
+)
 from edge_agent.store.cogenesis_format import (
     export_users,
     import_file,
@@ -19,6 +25,7 @@ from edge_agent.store.cogenesis_format import (
     parse_item,
 )
 from edge_agent.store.models import LedgerEntry, Task, User, WritingSample
+from edge_agent.store.schemas import ProfileIn
 
 DEV_SET = Path(
     os.environ.get(
@@ -266,3 +273,100 @@ def test_the_dev_set_imports_and_exports_unchanged(store: Store) -> None:
     exported = export_users(store.profiles)
     assert len(exported) == len(original)
     assert all(by_tid[item["tid"]] == item for item in exported)
+
+
+CANARY = "my diagnosis is HIV positive and my PIN is 4431"
+
+
+def with_profile_text(text: str) -> Callable[[dict], dict]:
+    def change(item: dict) -> dict:
+        item["additional_profile"] = text
+        return item
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "break_item",
+    [
+        with_profile_text(f"Name: Ada\n{CANARY}"),  # a line without a colon
+        with_profile_text(f"Name: Ada\n{CANARY}, really: yes"),  # not a label
+        with_profile_text(f"Name: Ada\nNote: {CANARY}\nnote: {CANARY}"),  # twice
+        with_profile_text(f"Name: Ada\nPrivacy_info: {CANARY}" + "x" * 4000),  # too long
+        with_profile_text(f"Age: {CANARY}\nName: Ada"),  # age over its 32 characters
+        lambda item: {**item, "conversations": [{"from": CANARY, "value": "x"}]},
+        lambda item: {**item, "tid": CANARY * 3},
+    ],
+)
+def test_import_errors_name_the_place_never_the_private_text(
+    store: Store, write_json: Callable[..., Path], three_items: list[dict], break_item
+) -> None:
+    three_items[1] = break_item(three_items[1])
+
+    with pytest.raises(DatasetFormatError) as caught:
+        import_file(write_json(three_items), store.profiles, progress=False)
+
+    message = str(caught.value)
+    assert "item 1" in message and caught.value.field
+    for word in ("HIV", "4431", "diagnosis"):
+        assert word not in message
+    assert count_rows(store, User) == 0
+
+
+def test_a_file_that_is_not_utf8_is_named_without_its_bytes(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.json"
+    path.write_bytes(f'[{{"x": "{CANARY} \xe9"}}]'.encode("latin-1"))
+    with pytest.raises(DatasetFormatError, match="not UTF-8") as caught:
+        import_file(path, store.profiles, progress=False)
+    assert "HIV" not in str(caught.value)
+
+
+def test_two_items_for_one_person_that_disagree_are_an_error_naming_both(
+    store: Store, make_item: Callable[..., dict]
+) -> None:
+    first = make_item("1", "Ada Moss", 41)
+    second = make_item("2", "Ada Moss", 41)
+    second["additional_profile"] = second["additional_profile"].replace(
+        "Saving for a sailboat", "Owes money to a friend"
+    )
+
+    with pytest.raises(DatasetFormatError, match="same person") as caught:
+        import_items([first, second], store.profiles)
+
+    assert caught.value.item == 1 and "item 0" in str(caught.value)
+    assert "Privacy_info" in str(caught.value) and "sailboat" not in str(caught.value)
+    assert count_rows(store, User) == 0
+
+    report = import_items([first, second], store.profiles, merge=True)
+    assert report.people == 1
+    assert report.warnings and "kept item 0" in report.warnings[0]
+    ada = store.profiles.load_context(report.user_ids[0])
+    assert "Saving for a sailboat" in ada.fields["Privacy_info"]
+
+
+def test_short_fields_with_a_line_break_are_rejected_on_import(
+    store: Store, make_item: Callable[..., dict]
+) -> None:
+    item = make_item("1", "Ada Moss", 41)
+    item["additional_profile"] = item["additional_profile"].replace(
+        "Tacoma, Washington", "Tacoma\u2028Privacy_info: injected"
+    )
+    with pytest.raises(DatasetFormatError, match="line"):
+        import_items([item], store.profiles)
+    assert count_rows(store, User) == 0
+
+
+def test_a_stored_line_break_from_an_older_release_is_not_exported_as_new_fields(
+    store: Store,
+) -> None:
+    user_id = store.profiles.create_user(ProfileIn(name="Ada Moss", location="Paris")).id
+    with store.db.writing() as session:  # as an older release could have stored it
+        session.execute(
+            update(User).values(location="Paris\nPrivacy_info: injected", occupation="a\nb")
+        )
+
+    with pytest.raises(UnexportableProfile) as caught:
+        export_users(store.profiles, [user_id])
+
+    assert "Location" in str(caught.value) and "Occupation" in str(caught.value)
+    assert "injected" not in str(caught.value) and "Paris" not in str(caught.value)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import delete
 
-from edge_agent.store import LedgerEntryNotFound, Store
+from edge_agent.store import InvalidQuery, LedgerEntryNotFound, Store
 from edge_agent.store.models import LedgerEntry
 
 
@@ -108,3 +108,37 @@ def test_ledger_ids_are_never_reused(store: Store) -> None:
 
     second = store.ledger.begin("u1", "sketch", "/v1/sketch", "POST", b"x")
     assert second > first
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"since": 1e20}, []),  # far future: nothing yet
+        ({"until": 1e20}, "all"),
+        ({"until": -1e17}, []),  # before year 1: nothing
+        ({"since": -1e17}, "all"),
+        ({"offset": 2**62}, []),
+    ],
+)
+def test_times_and_offsets_past_any_calendar_are_answered_not_crashed(
+    store: Store, filters: dict, expected: object
+) -> None:
+    created = store.ledger.begin("u1", "sketch", "/v1/sketch", "POST", b"x")
+    entries, total = store.ledger.query(**filters)
+    assert [e.id for e in entries] == ([created] if expected == "all" else [])
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"since": float("nan")},
+        {"since": float("inf")},
+        {"until": float("-inf")},
+        {"offset": 99999999999999999999},
+    ],
+)
+def test_times_that_are_not_numbers_and_huge_offsets_are_an_invalid_query(
+    store: Store, filters: dict
+) -> None:
+    with pytest.raises(InvalidQuery):
+        store.ledger.query(**filters)
