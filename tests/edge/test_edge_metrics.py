@@ -114,7 +114,7 @@ def test_the_edge_counts_a_real_sketch_answer_and_names_nobody(edge) -> None:
 
     name = "Marisol Okonkwo-Tran"
     profile = {"name": name, "occupation": "Marine biologist", "location": "Halifax"}
-    created = httpx.post(f"{edge.url}/v1/profiles", json=profile, timeout=30)
+    created = edge.http.post("/v1/profiles", json=profile)
     assert created.status_code == 201, created.text
     user = created.json()["id"]
     task = f"Write a thank-you note from {name} to a colleague for help with a report."
@@ -124,7 +124,7 @@ def test_the_edge_counts_a_real_sketch_answer_and_names_nobody(edge) -> None:
         "max_tokens": 8,
         "messages": [{"role": "user", "content": task}],
     }
-    reply = httpx.post(f"{edge.url}/v1/chat/completions", json=body, timeout=300)
+    reply = edge.http.post("/v1/chat/completions", json=body, timeout=300)
     assert reply.status_code == 200, reply.text
     report = reply.json()["cogenesis"]
     metrics = edge.services.metrics
@@ -144,6 +144,10 @@ def test_the_edge_counts_a_real_sketch_answer_and_names_nobody(edge) -> None:
         for r in ("hit", "miss")
     )
     assert lookups >= 1
-    served = httpx.get(f"{edge.url}/metrics", timeout=30)
+    served = edge.http.get("/metrics")
     assert served.status_code == 200 and "cogenesis_edge_answers_total" in served.text
+    # Only an admin reads them: no key, or the user's own key, is refused.
+    assert httpx.get(f"{edge.url}/metrics", timeout=30).status_code == 401
+    mine = edge.client(edge.user_key(user)).get("/metrics")
+    assert mine.status_code == 403
     assert user not in served.text and "Marisol" not in served.text
