@@ -15,6 +15,7 @@ import httpx
 from cloud_service.engines import Engine
 from cloud_service.settings import CloudSettings
 from cloud_service.testing import start_cloud_server
+from cogenesis.latency_proxy import delaying_proxy
 from cogenesis.servers import running_server
 from edge_agent.app import EdgeServices, build_services, create_app
 from edge_agent.settings import EdgeSettings
@@ -55,30 +56,35 @@ def both_ends(
     work: Path,
     cloud: CloudSettings,
     engine: Engine | None = None,
+    rtt_ms: float = 0.0,
     **edge: Any,
 ) -> Iterator[BothEnds]:
     """A cloud server (on ``engine``, or one loaded from ``cloud``) and an edge agent
     whose private store, in ``work``, holds the people of ``records``.
 
     ``edge`` overrides EdgeSettings; every user's prefix stays cached by default.
+    With ``rtt_ms`` the edge reaches the cloud through a delaying proxy (a network).
     """
     subset = work / "tasks.json"
     subset.write_text(json.dumps(records), encoding="utf-8")
     cloud_server = start_cloud_server(cloud, engine)
     try:
-        settings = EdgeSettings(
-            **{
-                "db_url": f"sqlite:///{work / 'edge.db'}",
-                "cloud_url": cloud_server.base_url,
-                "cloud_token": cloud.token_value(),
-                "prefix_cache_entries": 64,
-                **edge,
-            }
-        )
-        services = build_services(settings)
-        import_file(subset, services.store.profiles, progress=False)
-        admin = services.store.keys.create(KeyIn(scope="admin", label="bench")).secret
-        with running_server(create_app(settings, services=services)) as edge_url:
-            yield BothEnds(cloud_server.base_url, edge_url, services, admin)
+        with delaying_proxy(
+            cloud_server.base_url, rtt_ms, jitter_ms=rtt_ms / 10, seed=0
+        ) as cloud_url:
+            settings = EdgeSettings(
+                **{
+                    "db_url": f"sqlite:///{work / 'edge.db'}",
+                    "cloud_url": cloud_url,
+                    "cloud_token": cloud.token_value(),
+                    "prefix_cache_entries": 64,
+                    **edge,
+                }
+            )
+            services = build_services(settings)
+            import_file(subset, services.store.profiles, progress=False)
+            admin = services.store.keys.create(KeyIn(scope="admin", label="bench")).secret
+            with running_server(create_app(settings, services=services)) as edge_url:
+                yield BothEnds(cloud_server.base_url, edge_url, services, admin)
     finally:
         cloud_server.stop()

@@ -4,10 +4,12 @@ Both ends run for real on loopback (cloud service and edge agent, SmolLM2 on eac
 For each task it measures, through the edge's HTTP endpoint:
   - sketch: cloud sketch time, edge fill time, total;
   - local: the small model alone with the same token budget;
-  - time to first token for a cold user (no cached prefix) and a returning one.
+  - time to first token in sketch mode for a cold user (nothing of theirs cached on the
+    edge), with the private prefill overlapping the outline request and without it
+    (the sequential path), and for a returning user.
 Times are reported as ratios against local-only measured in the same run.
 
-    python -m bench.sketch [DATASET.json] [--tasks 20] [--max-tokens 128]
+    python -m bench.sketch [DATASET.json] [--tasks 20] [--max-tokens 128] [--rtt-ms 50]
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ import json
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 from tqdm import tqdm
 
 from bench import DEFAULT_DATASET, RESULTS
-from bench.harness import both_ends, load_tasks, record_user_id
+from bench.harness import BothEnds, both_ends, load_tasks, record_user_id
 from cloud_service.settings import CloudSettings
+from edge_agent.services import EdgeServices
 
 TOKEN = "bench-token"
 
@@ -34,15 +38,17 @@ def main() -> int:
     parser.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--rtt-ms", type=float, default=0.0, help="edge-cloud round trip")
     parser.add_argument("--out", type=Path, default=RESULTS / "sketch.json")
     args = parser.parse_args()
 
     records = load_tasks(args.dataset, args.tasks, "sketch")
     users = {r.get("tid"): record_user_id(r) for r in records}
     work = Path(tempfile.mkdtemp(prefix="bench-sketch-"))
-    with both_ends(records, work, CloudSettings(token=TOKEN), max_tokens=args.max_tokens) as ends:
-        rows = run(ends.client(timeout=600), records, users, args.max_tokens)
-    summary = summarize(rows)
+    settings = CloudSettings(token=TOKEN)
+    with both_ends(records, work, settings, rtt_ms=args.rtt_ms, max_tokens=args.max_tokens) as ends:
+        rows = run(ends, records, users, args.max_tokens)
+    summary = {"rtt_ms": args.rtt_ms, **summarize(rows)}
     print_table(summary)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "tasks": rows}, indent=2))
@@ -50,17 +56,34 @@ def main() -> int:
     return 0
 
 
-def run(client: httpx.Client, records: list[dict], users: dict[str, str], max_tokens: int) -> list:
+def forget(services: EdgeServices, user: str) -> None:
+    """Make `user` cold again: no cached prefix, no live context holding theirs."""
+    services.invalidate_prefix(user)
+    # Through the pool: a streamed request may still be decoding after its first token.
+    with ExitStack() as held:
+        for _ in services.pool.models:
+            model = held.enter_context(services.pool.acquire())
+            model.start(model.tokenize("Hi")[:1])
+
+
+def run(ends: BothEnds, records: list[dict], users: dict[str, str], max_tokens: int) -> list:
     rows = []
     seen: set[str] = set()
-    with client:
+    gateway = ends.services.gateway
+    with ends.client(timeout=600) as client:
         for record in tqdm(records, desc="tasks", unit="task"):
             user = users[record.get("tid")]
             task = record["conversations"][0]["value"]
             row = {"tid": record.get("tid"), "user": user}
             # The user's first request prefills the private prefix (cold); the second
             # finds it in the prefix cache (warm). A user seen before has no cold start.
-            row["ttft_cold_s"] = None if user in seen else ttft(client, user, task)
+            row["ttft_cold_s"] = row["ttft_cold_sequential_s"] = None
+            if user not in seen:
+                for overlap, key in ((False, "ttft_cold_sequential_s"), (True, "ttft_cold_s")):
+                    forget(ends.services, user)
+                    gateway.overlap_sketch = overlap
+                    row[key] = ttft(client, user, task)
+            gateway.overlap_sketch = True
             row["ttft_warm_s"] = ttft(client, user, task)
             seen.add(user)
             for mode in ("local", "cogenesis-sketch"):
@@ -96,7 +119,7 @@ def ttft(client: httpx.Client, user: str, task: str) -> float:
         "POST",
         "/v1/chat/completions",
         json={
-            "model": "local",
+            "model": "cogenesis-sketch",
             "user": user,
             "max_tokens": 4,
             "stream": True,
@@ -130,11 +153,14 @@ def summarize(rows: list[dict]) -> dict:
         "sketch_cloud_s": mean(("cogenesis-sketch", "cloud_wait_s")),
         "sketch_fill_s": mean(("cogenesis-sketch", "small_model_s")),
         "sketch_edge_overhead_s": mean(("cogenesis-sketch", "edge_overhead_s")),
+        "sketch_edge_overhead_share": mean(("cogenesis-sketch", "edge_overhead_s")) / sketch,
         "local_edge_overhead_s": mean(("local", "edge_overhead_s")),
         "local_tokens": mean(("local", "completion_tokens")),
         "sketch_tokens": mean(("cogenesis-sketch", "completion_tokens")),
         "sketch_bytes_up": mean(("cogenesis-sketch", "bytes_up")),
+        "ttft_cold_sequential_s": mean(("ttft_cold_sequential_s",)),
         "ttft_cold_s": mean(("ttft_cold_s",)),
+        "ttft_cold_over_sequential": mean(("ttft_cold_s",)) / mean(("ttft_cold_sequential_s",)),
         "ttft_warm_s": mean(("ttft_warm_s",)),
         "ttft_warm_over_cold": mean(("ttft_warm_s",)) / mean(("ttft_cold_s",)),
         "degraded": sum(r["cogenesis-sketch"]["degraded"] for r in rows),

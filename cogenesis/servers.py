@@ -31,13 +31,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(app: ASGIApp, *, timeout_s: float = 30.0) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn in a thread on a free port; yields its base URL."""
+def running_server(app: ASGIApp, *, port: int = 0, timeout_s: float = 30.0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a thread on a free port (or ``port``, e.g. to
+    serve an app again where it was); yields its base URL."""
     # The socket is bound here, so the kernel's pick of the port cannot race another
     # server. With the protocol given, uvicorn sees a TCP socket and sets TCP_NODELAY.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(

@@ -106,10 +106,20 @@ def _parser() -> argparse.ArgumentParser:
     lshow.add_argument("--json", action="store_true", help="machine-readable output")
     _setting_flags(lshow)
     lshow.set_defaults(handler=_ledger_show)
-    verify = ledger.add_parser("verify", help="re-scan every payload for private terms")
-    verify.add_argument("--user")
+    verify = ledger.add_parser(
+        "verify",
+        help="check the hash chain, then re-scan every payload for private terms",
+    )
+    verify.add_argument("--user", help="re-scan only this user's payloads")
+    verify.add_argument("--head", help="a head printed by `ledger head` earlier: must be there")
+    verify.add_argument(
+        "--chain-only", action="store_true", help="check the chain, skip the re-scan"
+    )
     _setting_flags(verify, ["db_url", "model_path"])
     verify.set_defaults(handler=_ledger_verify)
+    head = ledger.add_parser("head", help="print the chain's head, to keep somewhere else")
+    _setting_flags(head, ["db_url"])
+    head.set_defaults(handler=_ledger_head)
 
     return parser
 
@@ -276,8 +286,10 @@ def _ledger_show(args: argparse.Namespace) -> int:
         print(
             f"\n#{item['id']} {item['created_at']} user={item['user_id']} mode={item['mode']}"
             f" {item['method']} {item['endpoint']} -> {item['status']} "
-            f"({item['bytes_up']} B up, {item['bytes_down']} B down)"
+            f"({item['bytes_up']} B up, {_down(item['bytes_down'])} down)"
         )
+        if item.get("error"):
+            print(f"  error: {item['error']}")
         if item.get("guard_policy"):
             print(f"  guard: {item['guard_policy']} {json.dumps(item.get('guard_findings'))}")
         if item.get("payload"):
@@ -285,12 +297,29 @@ def _ledger_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _down(bytes_down: int | None) -> str:
+    return "? B" if bytes_down is None else f"{bytes_down} B"
+
+
 def _ledger_verify(args: argparse.Namespace) -> int:
+    store = _store(args)
+    chain = store.ledger.verify(expected_head=args.head)
+    for problem in chain.problems:
+        print(f"BAD {problem.describe()}")
+    if chain.expected_head_found is False:
+        print(f"BAD the head {args.head} is not in the chain: links after it were cut off")
+    first_bad = chain.first.describe() if chain.first else "the head given is missing"
+    verdict = "intact" if chain.ok else f"BROKEN, first bad: {first_bad}"
+    print(
+        f"chain: {chain.links} links over {chain.entries} entries "
+        f"({chain.erased} erased on request), head {chain.head}: {verdict}"
+    )
+    if args.chain_only:
+        return 0 if chain.ok else 1
     from edge_agent.guard.verify import verify_ledger
     from edge_agent.slm import ModelLoadError, load_detokenizer
     from shared_protocol.defaults import DefaultModelMissing, default_gguf_path
 
-    store = _store(args)
     try:
         detokenize = load_detokenizer(_settings(args).model_path or default_gguf_path())
     except (ModelLoadError, DefaultModelMissing) as exc:
@@ -299,4 +328,15 @@ def _ledger_verify(args: argparse.Namespace) -> int:
     for hit in report.hits:
         print(f"HIT entry #{hit.entry_id} user={hit.user_id}: {hit.kind} ({hit.description})")
     print(f"checked {report.entries} entries: {len(report.hits)} hits")
-    return 1 if report.hits else 0
+    return 0 if chain.ok and not report.hits else 1
+
+
+def _ledger_head(args: argparse.Namespace) -> int:
+    seq, head = _store(args).ledger.head()
+    print(head)
+    print(
+        f"link {seq} of the ledger's chain; keep it elsewhere and check it later with "
+        "`cogenesis ledger verify --head HASH`",
+        file=sys.stderr,
+    )
+    return 0

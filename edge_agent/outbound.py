@@ -105,6 +105,7 @@ class Ledger(Protocol):
         bytes_down: int,
         duration_ms: float,
         error: str | None = None,
+        cloud_session: str | None = None,
     ) -> None: ...
 
 
@@ -345,6 +346,7 @@ class CloudClient:
             bytes_down=len(response.content),
             duration_ms=elapsed * 1000,
             error=None if ok else _error_message(response),
+            cloud_session=_opened_session(method, path, response) if ok else None,
         )
         self._observe(path, str(response.status_code), len(payload), len(response.content), elapsed)
         return response
@@ -414,6 +416,17 @@ def _parse(response: httpx.Response, reply_type: type[Reply] | None) -> Reply | 
         return reply_type.model_validate_json(response.content)
     except ValidationError as exc:
         raise CloudRejected(f"cloud sent a malformed {reply_type.__name__}: {exc}") from exc
+
+
+def _opened_session(method: str, path: str, response: httpx.Response) -> str | None:
+    """The id of the session a POST /v1/sessions opened: the ledger keeps it, so a
+    session that a crash leaves open can be closed when the edge starts again."""
+    if (method, path) != ("POST", "/v1/sessions"):
+        return None
+    try:
+        return str(response.json()["session_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -113,13 +113,24 @@ class LocalOnlyMiddleware:
             )
         if headers.get("sec-fetch-site") == "cross-site" and origin is None:
             return _error(403, "cross_site_request", "cross-site requests are not accepted")
-        if _has_body(headers) and not _is_json(headers.get("content-type", "")):
+        content_type = headers.get("content-type", "")
+        if _has_body(headers) and not (
+            _is_json(content_type) or _is_page_form(scope, content_type)
+        ):
             return _error(
                 415,
                 "unsupported_media_type",
                 "send the body as JSON, with 'Content-Type: application/json'",
             )
         return None
+
+
+def _is_page_form(scope: Scope, content_type: str) -> bool:
+    """A form of the privacy page (``/page/...``): urlencoded, as browsers send forms. Its
+    route refuses it unless the form carries the signed-in session's CSRF token, and the
+    session cookie is SameSite=Strict, so another site cannot send one that works."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return scope["path"].startswith("/page/") and media == "application/x-www-form-urlencoded"
 
 
 def _has_body(headers: Headers) -> bool:

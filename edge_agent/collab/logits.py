@@ -32,6 +32,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import ValidationError
 
+from edge_agent.collab.draft_length import DraftLength
 from edge_agent.collab.fusion import FusionRule, TopKArrays, as_topk, fuse, make_rule
 from edge_agent.collab.gate import Gate
 from edge_agent.collab.prefix_view import IdentityView, Tokenizer, make_view
@@ -48,6 +49,9 @@ from shared_protocol import (
     TopK,
     limits,
 )
+
+# Adaptive drafts stay at least this long, so round trips stay below 1 in 4 tokens.
+ADAPTIVE_MIN_DRAFT = 4
 
 TokenCallback = Callable[[int], Any]
 Finish = Literal["stop", "length"]
@@ -113,7 +117,9 @@ class LogitsOptions:
     alpha: float = 0.5  # weight of the small model for fusion="weighted"
     gate: Gate | None = None  # for fusion="gate": loaded from the gates folder, by name
     schedule: Schedule = field(default_factory=Schedule.every_step)
-    draft_tokens: int = 8  # 0 = step by step
+    draft_tokens: int = 8  # 0 = step by step; with adaptive_draft, the first length
+    # Adapt the draft length to the acceptance and round trip seen so far (draft_length.py).
+    adaptive_draft: bool = True
     top_k: int = 10
     max_tokens: int = 256
     temperature: float = 0.0
@@ -453,6 +459,15 @@ class LogitsLoop:
             math.log(options.draft_min_prob) if options.draft_min_prob > 0 else -math.inf
         )
         self.cloud = _CloudSide(cloud)
+        self.lengths = (
+            DraftLength(
+                start=options.draft_tokens,
+                lo=min(ADAPTIVE_MIN_DRAFT, options.draft_tokens),
+                hi=limits.MAX_DRAFT_TOKENS,
+            )
+            if options.adaptive_draft and options.draft_tokens > 0
+            else None
+        )
         # Everything the cloud learns of the answer goes through the view (prefix_view.py).
         self.view = make_view(matcher if options.prefix_redaction else None, model)
         self.edge: _Edge | None = None
@@ -462,6 +477,7 @@ class LogitsLoop:
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None  # the step call in flight
         self._in_flight = 0  # draft tokens it scores
+        self._wait0 = 0.0  # the usage's wait when it was sent
         usage = self.cloud.usage
         self._usage0 = (usage.calls, usage.bytes_up, usage.bytes_down, usage.wait_s)
         self._started = time.perf_counter()
@@ -546,8 +562,12 @@ class LogitsLoop:
         """Start one step call: sync the cloud to the released prefix, score `draft`
         (what of it the view releases). The reply is awaited by `receive`."""
         assert self._executor is not None and self._pending is None
+        if self.lengths is not None and self.cloud.draft:
+            kept = self.cloud.kept(self.view.released)
+            self.lengths.observe_round(len(self.cloud.draft), kept)
         sent, record = self._through_view(draft)
         self._in_flight = len(sent)
+        self._wait0 = self.cloud.usage.wait_s
         self._pending = self._executor.submit(
             self.cloud.step, list(self.view.released), sent, record
         )
@@ -561,6 +581,8 @@ class LogitsLoop:
             if self.options.lookahead:
                 self._draft_while_waiting(self._pending)
             self._pending.result()
+            if self.lengths is not None:
+                self.lengths.observe_wait(self.cloud.usage.wait_s - self._wait0)
             self.drafted += self._in_flight
             dist = self.cloud.lookup(self.view.released)
         except CloudError as exc:
@@ -578,9 +600,8 @@ class LogitsLoop:
         drops below `draft_min_prob` (uncertain tokens are where fusion overrules it).
         """
         edge = self._edge()
-        n = max(
-            0, min(self.options.draft_tokens, self.options.max_tokens - len(self.generated) - 1)
-        )
+        length = self.options.draft_tokens if self.lengths is None else self.lengths.next_length()
+        n = max(0, min(length, self.options.max_tokens - len(self.generated) - 1))
         sent, total = 0, 0.0  # lookahead drafts skip the floor: apply it to what is sent
         while sent < min(n, len(edge.extra)) and total + edge.extra_lp[sent] >= self.min_logprob:
             total += edge.extra_lp[sent]
@@ -675,7 +696,10 @@ class LogitsLoop:
             return False
         if sum(edge.extra_lp) + float(lp[token]) < min_logprob:
             return False
+        seconds = self.model.timer.seconds
         edge.push_draft(token)
+        if self.lengths is not None:
+            self.lengths.observe_step(self.model.timer.seconds - seconds)
         return True
 
     def _draft_while_waiting(self, pending: Future) -> None:
@@ -687,8 +711,11 @@ class LogitsLoop:
         sent next).
         """
         edge = self._edge()
+        ahead = self.options.draft_tokens
+        if self.lengths is not None:  # enough to cover the expected wait
+            ahead = max(self.lengths.next_length(), self.lengths.lookahead())
         cap = min(
-            len(edge.extra) + max(self.options.draft_tokens, 1),
+            len(edge.extra) + max(ahead, 1),
             self.options.max_tokens - len(self.generated) - 1,
         )
         while not pending.done() and len(edge.extra) < cap:

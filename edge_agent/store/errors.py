@@ -29,6 +29,13 @@ class LedgerEntryNotFound(StoreError, LookupError):
         self.entry_id = entry_id
 
 
+class LedgerEntryFinished(StoreError):
+    def __init__(self, entry_id: int, status: str) -> None:
+        super().__init__(f"ledger entry {entry_id} already ended ({status}); it cannot end twice")
+        self.entry_id = entry_id
+        self.status = status
+
+
 class KeyNotFound(StoreError, LookupError):
     def __init__(self, key_id: str) -> None:
         super().__init__(f"no API key with id {key_id!r}; list them with `cogenesis keys list`")

@@ -166,6 +166,30 @@ class LedgerEntry(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float)
     guard_policy: Mapped[str | None] = mapped_column(String(16))
     guard_findings: Mapped[Any | None] = mapped_column(JSON)
+    # The cloud session a POST /v1/sessions opened, so one a crash left open can be closed.
+    cloud_session: Mapped[str | None] = mapped_column(String(128))
+    # A per-row secret in every chain digest, deleted with the row (see store/chain.py).
+    salt: Mapped[str | None] = mapped_column(String(32))
+    # The hash of the newest chain link about this row.
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class LedgerLink(Base):
+    """One link of the ledger's hash chain (see ``edge_agent.store.chain``).
+
+    ``entry_id`` is not a foreign key: links outlive the rows a user erases.
+    """
+
+    __tablename__ = "ledger_chain"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event: Mapped[str] = mapped_column(String(16))
+    entry_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    # Only an erasure has one: the ids it removed and when, since no row is left to hash.
+    detail: Mapped[Any | None] = mapped_column(JSON)
 
 
 class ApiKey(Base):

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from edge_agent.store import chain
 from edge_agent.store.context import PROFILE_FIELDS, UserContext
 from edge_agent.store.database import Database
 from edge_agent.store.errors import UserExists, UserNotFound
@@ -195,13 +196,14 @@ class ProfileRepository:
             def remove(model: type, column: Any) -> int:
                 return session.execute(delete(model).where(column == user_id)).rowcount or 0
 
+            erased = _erase_ledger(session, user_id) if include_ledger else 0
             deleted = DeletedRows(
                 writing_samples=remove(WritingSample, WritingSample.user_id),
                 extra_fields=remove(ExtraField, ExtraField.user_id),
                 tasks=remove(Task, Task.user_id),
                 api_keys=remove(ApiKey, ApiKey.user_id),
                 users=remove(User, User.id),
-                ledger_entries=remove(LedgerEntry, LedgerEntry.user_id) if include_ledger else 0,
+                ledger_entries=erased,
             )
             if deleted.total == 0:
                 raise UserNotFound(user_id)
@@ -242,6 +244,15 @@ class ProfileRepository:
 
 
 # -- row helpers (all run inside a session) ------------------------------------------------
+
+
+def _erase_ledger(session: Session, user_id: str) -> int:
+    """Delete the user's ledger rows; the chain records which ids went, nothing else."""
+    ids = list(session.scalars(select(LedgerEntry.id).where(LedgerEntry.user_id == user_id)))
+    if ids:
+        session.execute(delete(LedgerEntry).where(LedgerEntry.user_id == user_id))
+        chain.record_erasure(session, ids)
+    return len(ids)
 
 
 def _load_user(session: Session, user_id: str) -> User:

@@ -194,7 +194,8 @@ class UserOut(BaseModel):
     updated_at: datetime
 
 
-LedgerStatus = Literal["sending", "ok", "error"]
+# "interrupted": the edge stopped while sending; whether the bytes left is unknown.
+LedgerStatus = Literal["sending", "ok", "error", "interrupted"]
 
 
 class LedgerEntryOut(BaseModel):
@@ -216,6 +217,8 @@ class LedgerEntryOut(BaseModel):
     duration_ms: float | None
     guard_policy: str | None
     guard_findings: Any | None
+    cloud_session: str | None = None
+    chain_hash: str | None = Field(None, description="hash of this row's newest chain link")
 
     @property
     def payload_text(self) -> str:

@@ -15,7 +15,7 @@ from edge_agent.store.models import Base
 
 def test_open_store_creates_the_schema_at_head(db_url: str) -> None:
     with open_store(db_url) as store:
-        assert current_revision(store.engine) == head_revision() == "0003"
+        assert current_revision(store.engine) == head_revision() == "0004"
         tables = set(inspect(store.engine).get_table_names())
     assert {
         "users",
@@ -57,7 +57,7 @@ def test_a_0001_database_is_upgraded_in_place_and_keeps_its_data(db_url: str) ->
     engine.dispose()
 
     with open_store(db_url) as store:
-        assert current_revision(store.engine) == "0003"
+        assert current_revision(store.engine) == "0004"
         ctx = store.profiles.load_context("u_old")
         assert (ctx.name, ctx.data_version, ctx.fields["Privacy_info"]) == (
             "Ada Moss",
