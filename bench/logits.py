@@ -25,19 +25,17 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
-import time
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from tqdm import tqdm
 
-from bench import DEFAULT_DATASET, RESULTS, ROOT
+from bench import DEFAULT_DATASET, RESULTS
 from cogenesis.latency_proxy import delaying_proxy
-from cogenesis.servers import free_port
+from cogenesis.servers import free_port, start_cloud_process, wait_healthy
 from edge_agent.collab.logits import CloudLink, LogitsLoop, LogitsOptions, PublicPrompt
 from edge_agent.collab.private import PrivatePrompt
 from edge_agent.collab.schedule import Schedule
@@ -48,6 +46,7 @@ from shared_protocol.defaults import default_gguf_path
 
 DEFAULT_OUT = RESULTS / "logits.json"
 PAPER_SCHEDULE = Schedule(5, 10, 3)
+BENCH_TOKEN = "bench-logits-token"
 TARGETS = {"uplink_bytes_per_token": 64, "round_trips_per_token": 0.25, "speed_vs_local": 0.7}
 
 
@@ -118,39 +117,21 @@ def cloud_server(mode: str, threads: int | None) -> Iterator[str]:
         from cloud_service.settings import CloudSettings
         from cloud_service.testing import start_cloud_server
 
-        server = start_cloud_server(CloudSettings(n_threads=threads))
+        server = start_cloud_server(CloudSettings(n_threads=threads, token=BENCH_TOKEN))
         try:
             yield server.base_url
         finally:
             server.stop()
         return
     port = free_port()
-    env = dict(os.environ)
-    env.pop("COGENESIS_CLOUD_TOKEN", None)
+    env = {"COGENESIS_CLOUD_TOKEN": BENCH_TOKEN, "COGENESIS_CLOUD_PORT": str(port)}
     if threads:
         env["COGENESIS_CLOUD_N_THREADS"] = str(threads)
-    cmd = [sys.executable, "-m", "cloud_service", "serve", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*cmd, "--log-level", "warning"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = Path(tempfile.mkdtemp(prefix="bench-logits-")) / "cloud.log"
+    proc = start_cloud_process(env, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"cloud server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("cloud server did not start in 120 s")
-            time.sleep(0.2)
+        wait_healthy(url, proc, log)
         yield url
     finally:
         proc.terminate()
@@ -170,7 +151,7 @@ def run(args: argparse.Namespace) -> dict:
         cloud_server(args.cloud, args.cloud_threads) as cloud_url,
         delaying_proxy(cloud_url, args.rtt_ms, args.jitter_ms, seed=0) as url,
     ):
-        client = CloudClient(url, token=None, ledger=MemoryLedger(), timeout_s=60)
+        client = CloudClient(url, token=BENCH_TOKEN, ledger=MemoryLedger(), timeout_s=60)
         info = client.info()
         if info.tokenizer_fingerprint != slm.tokenizer_fingerprint:
             raise SystemExit("the cloud's tokenizer differs from the small model's")

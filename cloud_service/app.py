@@ -1,23 +1,46 @@
-"""`create_app(settings, engine=None)`: the cloud routes, auth, limits and error shape.
+"""`create_app(settings, engine=None)`: the cloud routes, tenants, limits and error shape.
 
-Endpoints that touch the engine are plain ``def``: FastAPI runs them in its threadpool,
-so a decode never blocks the event loop.
+Work that touches the engine runs in threads of its own pool (``_EngineWork``), behind
+the admission queue, so a decode never blocks the event loop and waiting requests never
+take the threads that cheap routes need.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
+import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud_service.admission import Admission
 from cloud_service.engines import Engine, TopKRow, build_engine
-from cloud_service.errors import CloudError, ValidationFailed, error_responses
-from cloud_service.middleware import GuardMiddleware, RequestRecorder
+from cloud_service.errors import (
+    ClientGone,
+    CloudError,
+    SessionNotFound,
+    ValidationFailed,
+    error_responses,
+)
+from cloud_service.metrics import CloudMetrics
+from cloud_service.middleware import (
+    CLIENT_CLOSED_STATUS,
+    CLIENT_GONE_KEY,
+    TENANT_KEY,
+    GuardMiddleware,
+    MetricsMiddleware,
+    RequestRecorder,
+    retry_after_header,
+)
 from cloud_service.openai_chat import router as openai_chat_router
-from cloud_service.sessions import SessionRegistry
+from cloud_service.quotas import TenantQuotas
+from cloud_service.sessions import OpenedSession, SessionRegistry
 from cloud_service.settings import CloudSettings
 from cloud_service.sketch import (
     SKETCH_SYSTEM,
@@ -25,8 +48,8 @@ from cloud_service.sketch import (
     parse_points,
     sketch_user_message,
 )
+from cloud_service.tenants import Tenant
 from shared_protocol import limits
-from shared_protocol.hosts import is_loopback
 from shared_protocol.messages import (
     InfoResponse,
     SessionOpenRequest,
@@ -41,13 +64,63 @@ from shared_protocol.messages import (
 log = logging.getLogger("cloud_service")
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+T = TypeVar("T")
+
+
+class NoTenants(ValueError):
+    """No token is configured: nobody could call the service."""
+
+
+class _EngineWork:
+    """Runs engine-bound calls in a thread pool of their own, through admission.
+
+    Tokens are charged to the tenant once the request is admitted: a request shed by a
+    full queue costs nothing, and its retry is not charged twice.
+    """
+
+    def __init__(self, admission: Admission, quotas: TenantQuotas) -> None:
+        self.admission = admission
+        self.quotas = quotas
+        # Every admitted or queued request holds a thread while it waits or runs.
+        self._threads = anyio.CapacityLimiter(admission.thread_capacity)
+
+    async def run(self, http: Request, fn: Callable[[], T], *, tokens: int) -> T:
+        tenant, gone = tenant_of(http), client_gone(http)
+        ticket = self.admission.reserve(tenant.name)  # sheds here, before taking a thread
+        started = False
+
+        def admitted() -> T:
+            nonlocal started
+            started = True
+            with self.admission.hold(ticket, gone.is_set):
+                self.quotas.charge_tokens(tenant, tokens)
+                return fn()
+
+        try:
+            return await anyio.to_thread.run_sync(admitted, limiter=self._threads)
+        finally:
+            if not started:  # cancelled before a thread picked it up
+                self.admission.cancel(ticket)
+
+
+def tenant_of(http: Request) -> Tenant:
+    return http.scope[TENANT_KEY]  # set by GuardMiddleware on every /v1 route
+
+
+def client_gone(http: Request) -> threading.Event:
+    return http.scope[CLIENT_GONE_KEY]
 
 
 def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI:
-    """Build the app. Loads the engine from settings when none is given."""
-    if not settings.auth_enabled and not is_loopback(settings.host):
-        raise ValueError(
-            f"refusing to serve on {settings.host} without a token: set COGENESIS_CLOUD_TOKEN"
+    """Build the app. Loads the engine from settings when none is given.
+
+    Raises NoTenants when no token is configured, TenantsFileError for a bad file.
+    """
+    tenants = settings.tenant_directory()
+    if not len(tenants):
+        raise NoTenants(
+            "no tenant is configured, so nobody could call this service: set "
+            "COGENESIS_CLOUD_TOKEN, COGENESIS_CLOUD_TENANTS or COGENESIS_CLOUD_TENANTS_FILE"
         )
     engine = engine if engine is not None else build_engine(settings)
     registry = SessionRegistry(
@@ -75,37 +148,71 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
         openapi_url="/openapi.json",  # public, like /healthz: it holds no secret
         redirect_slashes=False,  # exact paths only: a redirect is not an API answer
     )
+    metrics = CloudMetrics()
+    admission = Admission(
+        settings.engine_slots or engine.max_concurrency,
+        settings.max_queue,
+        settings.queue_timeout_s,
+        on_event=metrics.admission_event,
+    )
+    metrics.watch(
+        sessions_open=lambda: len(registry),
+        queue_depth=lambda: admission.waiting,
+        engine_active=lambda: admission.active,
+    )
+    quotas = TenantQuotas()
+    work = _EngineWork(admission, quotas)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = registry
     recorder = RequestRecorder(settings.record_requests_to) if settings.record_requests_to else None
+    metrics_token = settings.metrics_token
     app.add_middleware(
         GuardMiddleware,
         max_body_bytes=settings.max_body_bytes,
-        token=settings.token_value(),
+        tenants=tenants,
+        quotas=quotas,
+        metrics_token=metrics_token.get_secret_value() if metrics_token else None,
         recorder=recorder,
     )
+    # Added last, so outermost: it also times and counts what the guard refuses.
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     _add_error_handlers(app)
-    _document_bearer_auth(app, enabled=settings.token_value() is not None)
+    _document_bearer_auth(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/info", response_model=InfoResponse, responses=error_responses(401))
-    def get_info() -> InfoResponse:
+    @app.get("/metrics", include_in_schema=False)
+    async def get_metrics() -> Response:  # GuardMiddleware checks the metrics token
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/v1/info", response_model=InfoResponse, responses=error_responses(401, 429))
+    async def get_info() -> InfoResponse:
         return info
 
     @app.post(
-        "/v1/sketch", response_model=SketchResponse, responses=error_responses(400, 401, 413, 422)
+        "/v1/sketch",
+        response_model=SketchResponse,
+        responses=error_responses(400, 401, 413, 422, 429, 503),
     )
-    def sketch(request: SketchRequest) -> SketchResponse:
-        reply = engine.chat(
-            SKETCH_SYSTEM,
-            sketch_user_message(request.instruction, request.max_points),
-            max_tokens=request.max_tokens,
-            stop=lambda text: outline_complete(text, request.max_points),
+    async def sketch(request: SketchRequest, http: Request) -> SketchResponse:
+        tenant, gone = tenant_of(http), client_gone(http)
+        reply = await work.run(
+            http,
+            lambda: engine.chat(
+                SKETCH_SYSTEM,
+                sketch_user_message(request.instruction, request.max_points),
+                max_tokens=request.max_tokens,
+                stop=lambda text: outline_complete(text, request.max_points),
+                cancelled=gone.is_set,  # a client that left: stop at the next token
+            ),
+            # The cost is known only afterwards: the budget asked for is charged.
+            tokens=request.max_tokens,
         )
+        metrics.scored(tenant.name, reply.prompt_tokens)
+        metrics.generated(tenant.name, reply.completion_tokens)
         points = parse_points(
             reply.text,
             request.max_points,
@@ -122,47 +229,74 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
     @app.post(
         "/v1/sessions",
         response_model=SessionOpenResponse,
+        response_model_exclude_none=True,
         status_code=201,
-        responses=error_responses(400, 401, 409, 413, 422, 429),
+        responses=error_responses(400, 401, 409, 413, 422, 429, 503),
     )
-    def open_session(request: SessionOpenRequest) -> SessionOpenResponse:
+    async def open_session(request: SessionOpenRequest, http: Request) -> SessionOpenResponse:
+        tenant = tenant_of(http)
         if request.prompt_token_ids is not None:
-            tokens = list(request.prompt_token_ids)
+            prompt = list(request.prompt_token_ids)
         else:
             assert request.prompt is not None  # the model validator guarantees one of them
-            tokens = engine.chat_prompt_tokens(request.system, request.prompt)
-        opened = registry.open(tokens, request.top_k)
+            prompt = await anyio.to_thread.run_sync(
+                engine.chat_prompt_tokens, request.system, request.prompt
+            )
+        committed, draft = prompt + list(request.append or ()), list(request.draft or ())
+        limit = tenant.limits.max_sessions
+
+        def reopen() -> OpenedSession:
+            if request.replaces is not None:  # this replica may still hold the lost one
+                with contextlib.suppress(SessionNotFound):
+                    registry.close(request.replaces, owner=tenant.name)
+            return registry.open(
+                committed, request.top_k, draft=draft, owner=tenant.name, owner_limit=limit
+            )
+
+        opened = await work.run(http, reopen, tokens=len(committed) + len(draft))
+        metrics.scored(tenant.name, len(committed) + len(draft))
         return SessionOpenResponse(
             session_id=opened.session_id,
-            prompt_tokens=opened.prompt_tokens,
+            prompt_tokens=len(prompt),
             top_k=opened.top_k,
             idle_timeout_s=registry.idle_timeout_s,
             next=_wire(opened.next),
+            draft_positions=[_wire(row) for row in opened.draft_positions] if draft else None,
         )
 
     @app.post(
         "/v1/sessions/{session_id}/step",
         response_model=SessionStepResponse,
-        responses=error_responses(400, 401, 404, 409, 413, 422),
+        responses=error_responses(400, 401, 404, 409, 413, 422, 429, 503),
     )
-    def step_session(session_id: str, request: SessionStepRequest) -> SessionStepResponse:
-        result = registry.step(
-            session_id,
-            accept=request.accept,
-            append=request.append,
-            draft=request.draft,
-            top_k=request.top_k,
+    async def step_session(
+        session_id: str, request: SessionStepRequest, http: Request
+    ) -> SessionStepResponse:
+        tenant = tenant_of(http)
+        scored = len(request.append) + len(request.draft)
+        result = await work.run(
+            http,
+            lambda: registry.step(
+                session_id,
+                accept=request.accept,
+                append=request.append,
+                draft=request.draft,
+                top_k=request.top_k,
+                owner=tenant.name,
+            ),
+            tokens=scored,
         )
+        metrics.scored(tenant.name, scored)
         return SessionStepResponse(
             positions=[_wire(row) for row in result.positions],
             session_tokens=result.session_tokens,
         )
 
     @app.delete(
-        "/v1/sessions/{session_id}", status_code=204, responses=error_responses(401, 404, 422)
+        "/v1/sessions/{session_id}", status_code=204, responses=error_responses(401, 404, 422, 429)
     )
-    def close_session(session_id: str) -> Response:
-        registry.close(session_id)
+    def close_session(session_id: str, http: Request) -> Response:
+        registry.close(session_id, owner=tenant_of(http).name)
         return Response(status_code=204)
 
     app.include_router(openai_chat_router(engine))
@@ -170,24 +304,24 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
     return app
 
 
-def _document_bearer_auth(app: FastAPI, enabled: bool) -> None:
+def _document_bearer_auth(app: FastAPI) -> None:
     """The token check is middleware, which FastAPI cannot see: say so in the spec."""
     build = app.openapi
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             spec = build()
-            if enabled:
-                schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
-                schemes["CloudToken"] = {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "COGENESIS_CLOUD_TOKEN",
-                }
-                for path, operations in spec["paths"].items():
-                    if path.startswith("/v1/"):
-                        for operation in operations.values():
-                            operation["security"] = [{"CloudToken": []}]
+            schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["CloudToken"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "a tenant's token (tenants file, COGENESIS_CLOUD_TENANTS or "
+                "COGENESIS_CLOUD_TOKEN)",
+            }
+            for path, operations in spec["paths"].items():
+                if path.startswith("/v1/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"CloudToken": []}]
             app.openapi_schema = spec
         return app.openapi_schema
 
@@ -198,14 +332,24 @@ def _wire(row: TopKRow) -> TopK:
     return TopK(token_ids=list(row.token_ids), logprobs=list(row.logprobs))
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _error(
+    status: int, code: str, message: str, retry_after_s: float | None = None
+) -> JSONResponse:
+    response = JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    if retry_after_s is not None:
+        name, value = retry_after_header(retry_after_s)
+        response.headers[name.decode()] = value.decode()
+    return response
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CloudError)
     async def cloud_error(_: Request, exc: CloudError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+        return _error(exc.status, exc.code, exc.message, exc.retry_after_s)
+
+    @app.exception_handler(ClientGone)
+    async def client_gone_error(_: Request, exc: ClientGone) -> Response:
+        return Response(status_code=CLIENT_CLOSED_STATUS)  # nobody reads it
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,9 +2,9 @@
 `cogenesis cloud convert-gguf`: make a GGUF loadable by the vllm engine.
 
 The flags of `serve` are derived from CloudSettings, as the edge's are from EdgeSettings
-(shared_protocol.settings_cli). The token comes from the environment
-(COGENESIS_CLOUD_TOKEN) only, never from argv, where other users of the machine could
-read it.
+(shared_protocol.settings_cli). Tokens come from the environment (COGENESIS_CLOUD_TOKEN,
+COGENESIS_CLOUD_TENANTS, COGENESIS_CLOUD_METRICS_TOKEN) or the tenants file only, never
+from argv, where other users of the machine could read them.
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from pathlib import Path
 
 from cloud_service.errors import EngineUnavailable
 from cloud_service.settings import CloudSettings
+from cloud_service.tenants import TenantsFileError
 from shared_protocol.defaults import DefaultModelMissing
-from shared_protocol.hosts import is_loopback
 from shared_protocol.settings_cli import SettingsError, add_settings_flags, load_settings
 
 EXIT_USAGE = 2
-# Every setting is a flag but the token: argv is visible to other users of the machine.
-SERVE_SETTINGS = [name for name in CloudSettings.model_fields if name != "token"]
+# Every setting is a flag but the secrets (argv is visible to other users of the machine)
+# and the JSON ones (env COGENESIS_CLOUD_TENANTS, or the tenants file; vLLM options).
+NOT_FLAGS = {"token", "metrics_token", "tenants", "vllm_options"}
+SERVE_SETTINGS = [name for name in CloudSettings.model_fields if name not in NOT_FLAGS]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="serve the /v1 API",
         description="Flags override COGENESIS_CLOUD_* variables, which override defaults. "
-        "The token comes from env COGENESIS_CLOUD_TOKEN only.",
+        "Tenants: --tenants-file, env COGENESIS_CLOUD_TENANTS (JSON) or "
+        "COGENESIS_CLOUD_TOKEN (one token, tenant 'default').",
     )
     add_settings_flags(serve, CloudSettings, SERVE_SETTINGS, aliases={"model_path": ["--model"]})
     serve.add_argument("--log-level", default="info", help="uvicorn log level")
@@ -65,10 +68,14 @@ def serve(args: argparse.Namespace) -> int:
         settings = load_settings(CloudSettings, args)
     except SettingsError as exc:
         return _fail(str(exc))
-    if not settings.auth_enabled and not is_loopback(settings.host):
+    try:
+        tenants = settings.tenant_directory()
+    except TenantsFileError as exc:
+        return _fail(str(exc))
+    if not len(tenants):
         return _fail(
-            f"refusing to listen on {settings.host} without a token: set "
-            "COGENESIS_CLOUD_TOKEN, or bind 127.0.0.1"
+            "no tenant is configured: set COGENESIS_CLOUD_TOKEN, or list tenants in "
+            "--tenants-file (COGENESIS_CLOUD_TENANTS_FILE)"
         )
     try:
         model = settings.resolved_model_path()
@@ -85,8 +92,10 @@ def serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except EngineUnavailable as exc:
         return _fail(str(exc))
-    auth = "bearer token" if settings.auth_enabled else "no auth (loopback only)"
-    print(f"cogenesis cloud: {model} on http://{settings.host}:{settings.port} ({auth})")
+    print(
+        f"cogenesis cloud: {model} on http://{settings.host}:{settings.port} "
+        f"({len(tenants)} tenant(s))"
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level)
     return 0
 

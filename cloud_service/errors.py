@@ -13,9 +13,11 @@ class CloudError(Exception):
     status: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # Sent as a Retry-After header (whole seconds, at least 1) when set.
+        self.retry_after_s = retry_after_s
 
 
 class BadJson(CloudError):
@@ -58,6 +60,22 @@ class TooManySessions(CloudError):
     status, code = 429, "too_many_sessions"
 
 
+class RateLimited(CloudError):
+    """A tenant went past its requests or tokens per minute."""
+
+    status, code = 429, "rate_limited"
+
+
+class Overloaded(CloudError):
+    """The engine's queue is full, or a request waited in it too long: shed, not run."""
+
+    status, code = 503, "overloaded"
+
+
+class ClientGone(Exception):
+    """The client disconnected; its work was dropped. No answer is sent."""
+
+
 class EngineUnavailable(RuntimeError):
     """The engine cannot start (missing package or model file). Not a request error."""
 
@@ -80,7 +98,10 @@ _WHEN = {
     409: "the session would pass its token cap (`session_token_cap`)",
     413: "the body is over the size limit (`payload_too_large`)",
     422: "the body does not validate (`validation_error`, `token_out_of_range`, `top_k_too_large`)",
-    429: "too many open sessions (`too_many_sessions`)",
+    429: "too many open sessions (`too_many_sessions`), or the tenant is past its requests "
+    "or tokens per minute (`rate_limited`); with Retry-After",
+    503: "the engine's queue is full, or the request waited too long in it (`overloaded`); "
+    "with Retry-After",
 }
 
 

@@ -5,6 +5,9 @@ cache (live or saved, see the engine); this module keeps the tokens and the top-
 of the last scoring, so a step that appends nothing answers its first position from
 them instead of recomputing a committed token. Every check runs before anything
 changes, so a rejected step (4xx) leaves the session as it was.
+
+Each session belongs to the tenant that opened it: another tenant's step or close gets
+404, as for an unknown id, and a tenant may hold at most its own number of sessions.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from cloud_service.errors import (
 )
 from shared_protocol import limits
 
+# Sessions free up when their holders close them: worth retrying soon.
+SESSION_RETRY_AFTER_S = 2.0
+
 
 @dataclass(frozen=True)
 class OpenedSession:
@@ -33,6 +39,7 @@ class OpenedSession:
     prompt_tokens: int
     top_k: int
     next: TopKRow
+    draft_positions: list[TopKRow]  # after each drafted token (a reopened session's step)
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class _Session:
     # rows[i]: top max_top_k after committed + draft[:i], from the last scoring.
     rows: list[TopKRow]
     last_used: float
+    owner: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
 
@@ -79,31 +87,54 @@ class SessionRegistry:
         with self._lock:
             return len(self._sessions)
 
-    def open(self, prompt_tokens: Sequence[int], top_k: int) -> OpenedSession:
-        tokens = list(prompt_tokens)
+    def open_count(self, owner: str) -> int:
+        with self._lock:
+            return sum(1 for s in self._sessions.values() if s.owner == owner)
+
+    def open(
+        self,
+        prompt_tokens: Sequence[int],
+        top_k: int,
+        *,
+        draft: Sequence[int] = (),
+        owner: str = "",
+        owner_limit: int | None = None,
+    ) -> OpenedSession:
+        """Open on ``prompt_tokens`` (committed) and score ``draft`` after them."""
+        tokens, draft = list(prompt_tokens), list(draft)
         self._check_top_k(top_k)
         self._check_ids(tokens, "prompt_token_ids")
+        self._check_ids(draft, "draft")
         if not tokens:
             raise ValidationFailed("the prompt is empty")
-        if len(tokens) > self.max_tokens:
+        if len(tokens) + len(draft) > self.max_tokens:
             raise SessionTokenCap(
-                f"the prompt has {len(tokens)} tokens; a session holds at most {self.max_tokens}"
+                f"the prompt has {len(tokens) + len(draft)} tokens; a session holds at most "
+                f"{self.max_tokens}"
             )
         self.sweep()
         if len(self) >= self.max_sessions:
             raise TooManySessions(
-                f"{self.max_sessions} sessions are open; close one or retry later"
+                f"{self.max_sessions} sessions are open; close one or retry later",
+                retry_after_s=SESSION_RETRY_AFTER_S,
+            )
+        if owner_limit is not None and self.open_count(owner) >= owner_limit:
+            raise TooManySessions(
+                f"tenant {owner!r} has {owner_limit} sessions open, its limit; "
+                "close one or retry later",
+                retry_after_s=SESSION_RETRY_AFTER_S,
             )
         session_id = secrets.token_urlsafe(16)
         try:
-            rows = self.engine.score(session_id, tokens, 1, self.max_top_k)
+            rows = self.engine.score(session_id, tokens + draft, len(draft) + 1, self.max_top_k)
         except BaseException:
             self.engine.release(session_id)
             raise
-        session = _Session(session_id, top_k, tokens, [], rows, self._clock())
+        session = _Session(session_id, top_k, tokens, draft, rows, self._clock(), owner)
         with self._lock:
             self._sessions[session_id] = session
-        return OpenedSession(session_id, len(tokens), top_k, rows[0].head(top_k))
+        heads = [row.head(top_k) for row in rows]
+        return OpenedSession(session_id, len(tokens), top_k, heads[0], heads[1:])
 
     def step(
         self,
@@ -113,8 +144,9 @@ class SessionRegistry:
         append: Sequence[int] = (),
         draft: Sequence[int] = (),
         top_k: int | None = None,
+        owner: str = "",
     ) -> StepResult:
-        session = self._get(session_id)
+        session = self._get(session_id, owner)
         with session.lock:
             if session.closed:
                 raise _not_found()
@@ -146,11 +178,12 @@ class SessionRegistry:
             session.last_used = self._clock()
             return StepResult([row.head(k) for row in rows], len(committed))
 
-    def close(self, session_id: str) -> None:
+    def close(self, session_id: str, owner: str = "") -> None:
         with self._lock:
-            session = self._sessions.pop(session_id, None)
-        if session is None:
-            raise _not_found()
+            session = self._sessions.get(session_id)
+            if session is None or session.owner != owner:
+                raise _not_found()
+            del self._sessions[session_id]
         self._retire(session)
 
     def sweep(self) -> int:
@@ -164,10 +197,12 @@ class SessionRegistry:
             self._retire(session)
         return len(idle)
 
-    def _get(self, session_id: str) -> _Session:
+    def _get(self, session_id: str, owner: str) -> _Session:
         with self._lock:
             session = self._sessions.get(session_id)
-            if session is not None and self._expired(session, self._clock()):
+            if session is not None and session.owner != owner:
+                session = expired = None  # another tenant's: as if unknown
+            elif session is not None and self._expired(session, self._clock()):
                 del self._sessions[session_id]
                 expired = session
                 session = None

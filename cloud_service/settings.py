@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cloud_service.tenants import (
+    DEFAULT_TENANT,
+    TenantDirectory,
+    TenantLimits,
+    TenantSpec,
+    hash_token,
+    load_tenants_file,
+)
 from shared_protocol import limits
 from shared_protocol.defaults import default_gguf_path
 
@@ -29,8 +37,48 @@ class CloudSettings(BaseSettings):
         None,
         # Only the full name: a bare TOKEN variable must never become the API key.
         validation_alias=AliasChoices("COGENESIS_CLOUD_TOKEN"),
-        description="Bearer token required on /v1 routes (env COGENESIS_CLOUD_TOKEN). "
-        "None disables auth, allowed on a loopback host only.",
+        description="One bearer token, tenant 'default' (env COGENESIS_CLOUD_TOKEN): for "
+        "development and the demo. Operators list tenants in tenants_file instead.",
+    )
+    tenants_file: Path | None = Field(
+        None,
+        description="TOML (or JSON) file of [[tenants]]: name, token_sha256 and optional "
+        "requests_per_minute, tokens_per_minute, max_sessions (see cloud_service/tenants.py).",
+    )
+    tenants: list[TenantSpec] = Field(
+        default_factory=list,
+        description="Tenants as a JSON list in env COGENESIS_CLOUD_TENANTS, same fields as "
+        "the file. Added to the file's.",
+    )
+    tenant_requests_per_minute: int | None = Field(
+        None, ge=1, description="Default requests per minute of a tenant; more get 429."
+    )
+    tenant_tokens_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="Default tokens per minute of a tenant (prompt, appended and drafted "
+        "tokens scored, a sketch's max_tokens); more get 429.",
+    )
+    tenant_max_sessions: int | None = Field(
+        None, ge=1, description="Default open sessions per tenant; more get 429."
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("COGENESIS_CLOUD_METRICS_TOKEN"),
+        description="Bearer token for GET /metrics (env COGENESIS_CLOUD_METRICS_TOKEN). "
+        "None: /metrics is off (404).",
+    )
+    engine_slots: int | None = Field(
+        None,
+        ge=1,
+        description="Requests the engine computes at once; None: the engine's own "
+        "(llamacpp: its contexts; vllm: 64). The others wait in the queue.",
+    )
+    max_queue: int = Field(
+        16, ge=0, le=512, description="Requests waiting for the engine; more get 503."
+    )
+    queue_timeout_s: float = Field(
+        20.0, gt=0, description="A request waiting longer than this gets 503 (Retry-After)."
     )
     n_ctx: int = Field(4096, ge=256, description="Context window of the live engine context.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads; None: all cores.")
@@ -57,13 +105,18 @@ class CloudSettings(BaseSettings):
     max_top_k: int = Field(
         limits.MAX_TOP_K, ge=1, le=limits.MAX_TOP_K, description="Largest top-k served."
     )
+    vllm_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra vllm.LLM arguments as JSON (env COGENESIS_CLOUD_VLLM_OPTIONS), e.g. "
+        '{"tensor_parallel_size": 4, "pipeline_parallel_size": 2}; see deploy/README.md.',
+    )
     record_requests_to: Path | None = Field(
         None,
         description="Test hook: append every raw request body (hex, one JSON line per "
         "request: time, method, path, body_hex, truncated) to this file. Off by default.",
     )
 
-    @field_validator("token", mode="before")
+    @field_validator("token", "metrics_token", mode="before")
     @classmethod
     def _blank_token_is_unset(cls, value: object) -> object:
         # COGENESIS_CLOUD_TOKEN="" must not become a token that nobody can send.
@@ -78,6 +131,16 @@ class CloudSettings(BaseSettings):
     def token_value(self) -> str | None:
         return self.token.get_secret_value() if self.token is not None else None
 
-    @property
-    def auth_enabled(self) -> bool:
-        return self.token is not None
+    def tenant_directory(self) -> TenantDirectory:
+        """Every configured tenant (raises TenantsFileError for a bad file)."""
+        specs = load_tenants_file(self.tenants_file) if self.tenants_file else []
+        specs += self.tenants
+        if self.token is not None:
+            digest = hash_token(self.token.get_secret_value())
+            specs.append(TenantSpec(name=DEFAULT_TENANT, token_sha256=digest))
+        defaults = TenantLimits(
+            requests_per_minute=self.tenant_requests_per_minute,
+            tokens_per_minute=self.tenant_tokens_per_minute,
+            max_sessions=self.tenant_max_sessions,
+        )
+        return TenantDirectory(specs, defaults)

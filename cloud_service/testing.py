@@ -116,6 +116,21 @@ class RunningCloud:
         response = self.client.delete(f"/v1/sessions/{session_id}")
         assert response.status_code == 204, response.text
 
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample of GET /metrics (the settings need a metrics_token); 0 if absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        assert self.settings.metrics_token is not None, "start it with a metrics_token"
+        token = self.settings.metrics_token.get_secret_value()
+        text = httpx.get(
+            f"{self.base_url}/metrics", headers={"Authorization": f"Bearer {token}"}
+        ).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return 0.0
+
     def fresh_next(self, tokens: list[int], top_k: int = 10) -> dict:
         """Top-k after ``tokens`` from a brand-new session: a reference evaluation."""
         opened = self.open(prompt_token_ids=tokens, top_k=top_k)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from cogenesis.servers import free_port
+from cogenesis.servers import free_port, wait_healthy
 
 EXAMPLE_PROFILE = "example_profile.json"
 
@@ -191,19 +191,10 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(
-                f"cogenesis demo: a server exited early; see {log}:\n{log.read_text()[-2000:]}"
-            )
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"cogenesis demo: {url} did not come up in {timeout:.0f} s; see {log}")
+    try:
+        wait_healthy(url, process, log, timeout_s=timeout)
+    except RuntimeError as exc:
+        raise SystemExit(f"cogenesis demo: {exc}; see {log}") from None
 
 
 def _step(title: str) -> None:

@@ -6,14 +6,21 @@ the cloud package must not import this one.)
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
+
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -49,3 +56,32 @@ def running_server(app: ASGIApp, *, port: int = 0, timeout_s: float = 30.0) -> I
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def start_cloud_process(env: Mapping[str, str], log: Path) -> subprocess.Popen:
+    """``python -m cloud_service serve`` of this checkout, with ``env`` added to this
+    environment (port, token and the rest as COGENESIS_CLOUD_* variables); output goes
+    to ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cloud_service", "serve", "--log-level", "warning"],
+            env={**os.environ, **env},
+            cwd=CHECKOUT,  # -m finds this checkout's package first
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
+    """Until ``url``/healthz answers 200; RuntimeError (with the log's tail) otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited early: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout_s:g} s; see {log}")

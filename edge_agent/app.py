@@ -19,7 +19,7 @@ from edge_agent.auth.host import HostPolicy, LocalOnlyMiddleware
 from edge_agent.body_limit import BodyLimitMiddleware
 from edge_agent.errors import install_error_handlers
 from edge_agent.recovery import recover
-from edge_agent.routers import chat, health, keys, ledger, page, profiles
+from edge_agent.routers import chat, health, keys, ledger, metrics, page, profiles
 from edge_agent.services import EdgeServices, build_services
 from edge_agent.settings import EdgeSettings
 
@@ -61,7 +61,7 @@ def create_app(
         )
     policy = HostPolicy(settings.host, settings.allowed_hosts, settings.cors_origins)
     app.add_middleware(LocalOnlyMiddleware, policy=policy)
-    for module in (health, chat, profiles, ledger, keys):
+    for module in (health, chat, profiles, ledger, keys, metrics):
         app.include_router(module.router)
     page.install(app)
     return app

@@ -25,6 +25,7 @@ from edge_agent.collab.sketch import fetch_outline
 from edge_agent.guard.protocol import Guard
 from edge_agent.guard.request import RequestGuard
 from edge_agent.job import CompletionJob
+from edge_agent.metrics import EdgeMetrics
 from edge_agent.outbound import CloudClient, CloudUsage
 from edge_agent.prompt_budget import BudgetLimits, BudgetReport, PromptTooLong, assemble
 from edge_agent.prompts import task_title
@@ -65,11 +66,14 @@ class Gateway:
         pool: SmallModelPool,
         cloud: CloudClient,
         guard: Guard,
+        *,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.cloud = cloud
         self.guard = guard
+        self.metrics = metrics
         self.limits = BudgetLimits(
             field_chars=settings.field_chars,
             writing_chars=settings.history_chars,
@@ -140,6 +144,14 @@ class Gateway:
         report.bytes_down = usage.bytes_down
         report.cloud_wait_s = round(usage.wait_s, 4)
         report.total_s = round(time.perf_counter() - started, 4)
+        if self.metrics is not None:
+            self.metrics.answered(
+                job.mode,
+                degraded=report.degraded,
+                degraded_reason=report.degraded_reason,
+                guard_counts=(report.guard or {}).get("counts"),
+                session_reopens=report.logits.session_reopens if report.logits else 0,
+            )
         return report
 
     def private_prompt(

@@ -3,14 +3,28 @@
 Every request is serialized here, written to the privacy ledger byte for byte, and only
 then sent. No other edge module may open a connection toward the cloud; a test fails if
 one does.
+
+A busy cloud answers 429 or 503 with Retry-After before doing any work; the client waits
+that long and sends again while its own timeout (``timeout_s``, from the first send)
+allows, for any call, steps included. Failures come in three kinds the user is told
+apart (``CloudError.reason``):
+
+    CloudError                      "cloud error": any failure to get an answer
+    ├── CloudUnavailable            no answer at all
+    │   ├── CloudUnreachable        "cloud unreachable": no connection, or a gateway's 502
+    │   └── CloudTimedOut           "cloud timed out": no answer within the timeout, or 504
+    └── CloudRejected               an error status
+        └── CloudBusy               "cloud busy": 429/503 not over within the timeout
 """
 
 from __future__ import annotations
 
+import email.utils
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -29,20 +43,41 @@ Reply = TypeVar("Reply", bound=BaseModel)
 
 
 class CloudError(RuntimeError):
-    """Any failure to get an answer from the cloud: down, timeout, or an error status."""
+    """Any failure to get an answer from the cloud. ``str()`` starts with ``reason``."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
-        super().__init__(message)
+    reason = "cloud error"
+
+    def __init__(self, detail: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(f"{self.reason}: {detail}")
+        self.detail = detail
         self.status = status
         self.code = code
 
 
 class CloudUnavailable(CloudError):
-    """The cloud could not be reached in time (connection refused, timeout)."""
+    """No answer from the cloud (no connection, or none in time)."""
+
+
+class CloudUnreachable(CloudUnavailable):
+    reason = "cloud unreachable"
+
+
+class CloudTimedOut(CloudUnavailable):
+    reason = "cloud timed out"
 
 
 class CloudRejected(CloudError):
     """The cloud answered with an error status."""
+
+
+class CloudBusy(CloudRejected):
+    """429 or 503 whose Retry-After does not end within the client's timeout."""
+
+    reason = "cloud busy"
+
+
+# Statuses that mean "not done, come back later": the request did not run.
+RETRY_LATER_STATUSES = frozenset({429, 503})
 
 
 class Ledger(Protocol):
@@ -103,13 +138,18 @@ class CloudClient:
         retries: int = 2,
         backoff_s: float = 0.25,
         transport: httpx.BaseTransport | None = None,
+        metrics: Any = None,
     ) -> None:
+        """``metrics``: an ``edge_agent.metrics.EdgeMetrics`` (or None) told of every send."""
         headers = {"content-type": "application/json"}
         if token:
             headers["authorization"] = f"Bearer {token}"
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff_s = backoff_s
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.metrics = metrics
         self._ledger = ledger
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -216,69 +256,151 @@ class CloudClient:
         guard: GuardRecord | None = None,
         retry: bool = True,
     ) -> Reply | None:
+        """Send, retrying connection failures (``retry``: idempotent calls only) and
+        busy answers (any call: the cloud did not run it) while the timeout allows."""
         payload = body.model_dump_json(exclude_none=True).encode() if body is not None else b""
-        attempts = 1 + (self.retries if retry else 0)
-        last_error: CloudError | None = None
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            entry = self._ledger.begin(
-                user_id=user_id,
-                mode=mode,
-                endpoint=path,
-                method=method,
-                payload=payload,
-                guard_policy=guard.policy if guard else None,
-                guard_findings=guard.findings if guard else None,
-                request_id=uuid.uuid4().hex,
-            )
-            started = time.perf_counter()
-            usage.calls += 1
-            usage.bytes_up += len(payload)
+        deadline = time.monotonic() + self.timeout_s
+        retries_left = self.retries if retry else 0
+        backoffs = 0
+        while True:
+            response: httpx.Response | None = None
             try:
-                response = self._http.request(method, path, content=payload or None)
-            except httpx.HTTPError as exc:
-                elapsed = time.perf_counter() - started
-                usage.wait_s += elapsed
-                last_error = CloudUnavailable(f"cloud unreachable at {self.base_url}: {exc!r}")
-                self._ledger.finish(
-                    entry,
-                    status="error",
-                    http_status=None,
-                    bytes_down=0,
-                    duration_ms=elapsed * 1000,
-                    error=str(last_error),
+                left = max(deadline - time.monotonic(), 0.001)
+                response = self._send(method, path, payload, user_id, mode, usage, guard, left)
+            except CloudUnavailable as exc:
+                error: CloudError = exc
+            else:
+                if response.status_code < 400:
+                    return _parse(response, reply_type)
+                error = _rejection(response)
+            wait = _retry_after_s(response) if isinstance(error, CloudBusy) else None
+            if wait is not None:
+                if time.monotonic() + wait < deadline:
+                    time.sleep(wait)  # busy, and back in time: the call did not run, resend
+                    continue
+                error = CloudBusy(
+                    f"{error.detail}; its Retry-After of {wait:g} s is past this call's "
+                    f"{self.timeout_s:g} s timeout",
+                    status=error.status,
+                    code=error.code,
                 )
-                usage.errors.append(str(last_error))
-                if isinstance(exc, httpx.ReadTimeout):
-                    break  # a slow cloud stays slow: retrying would only double the wait
+            elif _worth_retrying(error) and retries_left > 0 and time.monotonic() < deadline:
+                retries_left -= 1
+                time.sleep(self.backoff_s * 2**backoffs)
+                backoffs += 1
                 continue
+            usage.errors.append(str(error))
+            raise error
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        payload: bytes,
+        user_id: str | None,
+        mode: str,
+        usage: CloudUsage,
+        guard: GuardRecord | None,
+        timeout_s: float,
+    ) -> httpx.Response:
+        """One send within ``timeout_s``: ledger first, then the wire. Raises
+        CloudUnavailable."""
+        entry = self._ledger.begin(
+            user_id=user_id,
+            mode=mode,
+            endpoint=path,
+            method=method,
+            payload=payload,
+            guard_policy=guard.policy if guard else None,
+            guard_findings=guard.findings if guard else None,
+            request_id=uuid.uuid4().hex,
+        )
+        started = time.perf_counter()
+        usage.calls += 1
+        usage.bytes_up += len(payload)
+        try:
+            timeout = httpx.Timeout(timeout_s, connect=min(self.connect_timeout_s, timeout_s))
+            response = self._http.request(method, path, content=payload or None, timeout=timeout)
+        except httpx.HTTPError as exc:
             elapsed = time.perf_counter() - started
             usage.wait_s += elapsed
-            usage.bytes_down += len(response.content)
-            ok = response.status_code < 400
-            error = None if ok else _error_message(response)
+            error = self._unavailable(exc)
             self._ledger.finish(
                 entry,
-                status="ok" if ok else "error",
-                http_status=response.status_code,
-                bytes_down=len(response.content),
+                status="error",
+                http_status=None,
+                bytes_down=0,
                 duration_ms=elapsed * 1000,
-                error=error,
-                cloud_session=_opened_session(method, path, response) if ok else None,
+                error=str(error),
             )
-            if ok:
-                return _parse(response, reply_type)
-            last_error = CloudRejected(
-                f"cloud answered {response.status_code}: {error}",
-                status=response.status_code,
-                code=_error_code(response),
-            )
-            usage.errors.append(str(last_error))
-            if response.status_code < 500:
-                break  # the same request would be rejected again
-        assert last_error is not None
-        raise last_error
+            self._observe(path, error.reason, len(payload), 0, elapsed)
+            raise error from exc
+        elapsed = time.perf_counter() - started
+        usage.wait_s += elapsed
+        usage.bytes_down += len(response.content)
+        ok = response.status_code < 400
+        self._ledger.finish(
+            entry,
+            status="ok" if ok else "error",
+            http_status=response.status_code,
+            bytes_down=len(response.content),
+            duration_ms=elapsed * 1000,
+            error=None if ok else _error_message(response),
+            cloud_session=_opened_session(method, path, response) if ok else None,
+        )
+        self._observe(path, str(response.status_code), len(payload), len(response.content), elapsed)
+        return response
+
+    def _unavailable(self, exc: httpx.HTTPError) -> CloudUnavailable:
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+            return CloudTimedOut(f"no answer from {self.base_url} within {self.timeout_s:g} s")
+        return CloudUnreachable(f"cannot connect to {self.base_url}: {exc!r}")
+
+    def _observe(self, path: str, outcome: str, up: int, down: int, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.cloud_call(_call_kind(path), outcome, up, down, seconds)
+
+
+def _call_kind(path: str) -> str:
+    """A fixed name per endpoint: session ids stay out of metric labels."""
+    if path.endswith("/step"):
+        return "step"
+    if path.startswith("/v1/sessions/"):
+        return "close"
+    return {"/v1/sessions": "open", "/v1/sketch": "sketch", "/v1/info": "info"}.get(path, "other")
+
+
+def _worth_retrying(error: CloudError) -> bool:
+    """Retried with backoff when the call allows: no connection, a gateway with no
+    replica (502), busy without a Retry-After. A timeout is not: it would double."""
+    return isinstance(error, CloudUnreachable | CloudBusy)
+
+
+def _rejection(response: httpx.Response) -> CloudError:
+    status, code = response.status_code, _error_code(response)
+    detail = f"answered {status}: {_error_message(response)}"
+    if status in RETRY_LATER_STATUSES:
+        return CloudBusy(detail, status=status, code=code)
+    if status == 502:  # a load balancer found no live replica, or it died mid-answer
+        return CloudUnreachable(detail, status=status, code=code)
+    if status == 504:
+        return CloudTimedOut(detail, status=status, code=code)
+    return CloudRejected(detail, status=status, code=code)
+
+
+def _retry_after_s(response: httpx.Response | None) -> float | None:
+    """Retry-After in seconds (delay-seconds or an HTTP date), None when absent."""
+    value = response.headers.get("retry-after") if response is not None else None
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(math.ceil(when.timestamp() - time.time()), 0)
 
 
 def _as_record(guard: GuardRecord | dict | None) -> GuardRecord | None:
@@ -311,7 +433,8 @@ def _error_message(response: httpx.Response) -> str:
     try:
         return str(response.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):
-        return response.text[:200]
+        # Not the cloud's error body (a gateway's HTML page, say): its status line.
+        return response.reason_phrase or "no error message"
 
 
 def _error_code(response: httpx.Response) -> str | None:

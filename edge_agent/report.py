@@ -33,6 +33,7 @@ class LogitsReport(BaseModel):
     redacted_spans: int
     held_back_steps: int
     prefix_guard_s: float
+    session_reopens: int = 0  # sessions reopened on another replica (not degraded)
 
     @classmethod
     def of(cls, result: LogitsResult) -> LogitsReport:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from edge_agent.gates import GateLibrary
 from edge_agent.gateway import Gateway, VocabularyMismatch
 from edge_agent.guard.protocol import Guard
+from edge_agent.metrics import EdgeMetrics
 from edge_agent.outbound import CloudClient, CloudError
 from edge_agent.prefix_cache import PrefixCache
 from edge_agent.settings import EdgeSettings
@@ -25,6 +26,7 @@ class EdgeServices:
     cloud: CloudClient
     guard: Guard
     gateway: Gateway
+    metrics: EdgeMetrics
     gates: GateLibrary
     cloud_info: InfoResponse | None = None
     started_at: float = field(default_factory=time.time)  # the models' `created`
@@ -77,6 +79,8 @@ def build_services(
         from edge_agent.guard import PrivacyGuard
 
         guard = PrivacyGuard()
+    metrics = EdgeMetrics()
+    metrics.watch_prefix_caches(model.prefix_cache for model in pool.models)
     cloud = CloudClient(
         settings.cloud_url,
         token=settings.cloud_token,
@@ -84,7 +88,8 @@ def build_services(
         timeout_s=settings.cloud_timeout_s,
         connect_timeout_s=settings.cloud_connect_timeout_s,
         retries=settings.cloud_retries,
+        metrics=metrics,
     )
-    gateway = Gateway(settings, pool, cloud, guard)
+    gateway = Gateway(settings, pool, cloud, guard, metrics=metrics)
     gates = GateLibrary(settings.gates_dir or (lambda: data_dir() / "gates"))
-    return EdgeServices(settings, store, pool, cloud, guard, gateway, gates)
+    return EdgeServices(settings, store, pool, cloud, guard, gateway, metrics, gates)

@@ -85,6 +85,13 @@ class SessionOpenRequest(WireModel):
 
     Give exactly one of ``prompt`` (text, rendered with the cloud model's chat template
     as a single user turn) or ``prompt_token_ids`` (already tokenized by the edge).
+
+    Reopening a session whose replica was lost (any replica may answer): the same
+    prompt, plus ``append``, the tokens that session had committed, and ``draft``, the
+    draft of the step that failed. The reply then answers that step too: ``next`` is the
+    top-k after prompt + append and ``draft_positions`` the top-k after each drafted
+    token. ``replaces`` names the lost session, so a replica that still holds it
+    closes it.
     """
 
     protocol_version: Version = limits.PROTOCOL_VERSION
@@ -94,6 +101,10 @@ class SessionOpenRequest(WireModel):
         default=None, min_length=1, max_length=limits.MAX_PROMPT_TOKENS
     )
     top_k: int = Field(default=10, ge=1, le=limits.MAX_TOP_K)
+    # None rather than []: an ordinary open sends neither.
+    append: list[TokenId] | None = Field(default=None, max_length=limits.MAX_SESSION_TOKENS)
+    draft: list[TokenId] | None = Field(default=None, max_length=limits.MAX_DRAFT_TOKENS)
+    replaces: str | None = Field(default=None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _exactly_one_prompt(self) -> SessionOpenRequest:
@@ -110,7 +121,10 @@ class SessionOpenResponse(WireModel):
     prompt_tokens: int
     top_k: int
     idle_timeout_s: float
-    next: TopK = Field(description="top-k after the last prompt token")
+    next: TopK = Field(description="top-k after the last prompt (and appended) token")
+    draft_positions: list[TopK] | None = Field(
+        default=None, description="top-k after each drafted token, when reopening"
+    )
 
 
 class SessionStepRequest(WireModel):

@@ -13,7 +13,12 @@ def build_engine(settings: CloudSettings) -> Engine:
     if settings.engine == "vllm":
         from cloud_service.engines.vllm import VllmEngine
 
-        return VllmEngine(str(model), n_ctx=settings.n_ctx, max_top_k=settings.max_top_k)
+        return VllmEngine(
+            str(model),
+            n_ctx=settings.n_ctx,
+            max_top_k=settings.max_top_k,
+            **settings.vllm_options,
+        )
     try:
         from cloud_service.engines.llamacpp import LlamaCppEngine
     except ModuleNotFoundError as exc:  # pragma: no cover - a dependency of the cloud extra

@@ -25,6 +25,9 @@ ChatMessages = Sequence[dict[str, str]]  # [{"role": "system"|"user"|"assistant"
 
 # ``stop(text_so_far)``: a hint checked at line ends; True ends generation early.
 StopHint = Callable[[str], bool]
+# ``cancelled()``: True once nobody waits for the answer (the client went away); the
+# engine then stops and raises ClientGone instead of computing on.
+Cancelled = Callable[[], bool]
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class Engine(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[tuple[str, ...]] = ("sketch", "logits")
+    # Requests worth computing at once; the app queues the rest (admission.py).
+    max_concurrency: int = 1
 
     model_id: str
     vocab_size: int
@@ -83,15 +88,20 @@ class Engine(ABC):
         temperature: float = 0.0,
         *,
         stop: StopHint | None = None,
+        cancelled: Cancelled | None = None,
     ) -> ChatResult:
         """Generate a reply (greedy when temperature is 0), at most max_tokens tokens.
 
         ``stop(text_so_far)`` is a hint checked at line ends: True ends generation
         early. An engine that cannot call back mid-generation may ignore it.
+        ``cancelled()`` is checked as generation goes; when True the engine raises
+        ClientGone (cloud_service.errors) soon after.
         """
         prompt = self.chat_prompt_tokens(system, user)
         budget = self._chat_budget(len(prompt), max_tokens)
-        text, completion_tokens = self._generate(prompt, budget, temperature, stop)
+        text, completion_tokens = self._generate(
+            prompt, budget, temperature, stop, cancelled or _never
+        )
         return ChatResult(text, len(prompt), completion_tokens)
 
     def stream_chat(self, messages: ChatMessages, options: SamplingOptions) -> ChatStream:
@@ -120,7 +130,12 @@ class Engine(ABC):
         return budget
 
     def _generate(
-        self, prompt: list[int], budget: int, temperature: float, stop: StopHint | None
+        self,
+        prompt: list[int],
+        budget: int,
+        temperature: float,
+        stop: StopHint | None,
+        cancelled: Cancelled,
     ) -> tuple[str, int]:
         """The reply to ``prompt`` (at most ``budget`` tokens): its text and token count.
 
@@ -143,6 +158,10 @@ class Engine(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free native resources."""
+
+
+def _never() -> bool:
+    return False
 
 
 def chat_messages(system: str | None, user: str) -> list[dict[str, str]]:

@@ -30,9 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloud_service.engines.base import ChatMessages, Engine, StopHint, TopKRow, chat_messages
+from cloud_service.engines.base import (
+    Cancelled,
+    ChatMessages,
+    Engine,
+    StopHint,
+    TopKRow,
+    chat_messages,
+)
 from cloud_service.engines.streaming import ChatStream, SamplingOptions
-from cloud_service.errors import ContextOverflow, EngineUnavailable
+from cloud_service.errors import ClientGone, ContextOverflow, EngineUnavailable
 from llama_runtime.control_text import ControlTextFilter
 from shared_protocol import limits
 
@@ -46,6 +53,7 @@ DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
 
 class VllmEngine(Engine):
     name = "vllm"
+    max_concurrency = 64  # continuous batching: concurrent requests share engine steps
 
     def __init__(
         self,
@@ -151,7 +159,12 @@ class VllmEngine(Engine):
     # -- generation ---------------------------------------------------------------------
 
     def _generate(
-        self, prompt: list[int], budget: int, temperature: float, stop: StopHint | None
+        self,
+        prompt: list[int],
+        budget: int,
+        temperature: float,
+        stop: StopHint | None,
+        cancelled: Cancelled,
     ) -> tuple[str, int]:
         kind = self._vllm.sampling_params.RequestOutputKind
         params = self._vllm.SamplingParams(
@@ -161,7 +174,9 @@ class VllmEngine(Engine):
             # Streamed outputs let the stop hint end generation early.
             output_kind=kind.FINAL_ONLY if stop is None else kind.CUMULATIVE,
         )
-        out = self._driver.run(prompt, params, stop=_line_end_check(stop) if stop else None)
+        out = self._driver.run(
+            prompt, params, stop=_line_end_check(stop) if stop else None, cancelled=cancelled
+        )
         completion = out.outputs[0]
         return completion.text, len(completion.token_ids)
 
@@ -237,6 +252,7 @@ class _Job:
     prompt: list[int]
     params: Any
     stop: Callable[[Any], bool] | None
+    cancelled: Cancelled | None = None
     future: Future = field(default_factory=Future)
 
 
@@ -252,15 +268,24 @@ class _Driver:
         self._thread = threading.Thread(target=self._loop, name="vllm-driver", daemon=True)
         self._thread.start()
 
-    def run(self, prompt: list[int], params: Any, *, stop: Callable[[Any], bool] | None = None):
+    def run(
+        self,
+        prompt: list[int],
+        params: Any,
+        *,
+        stop: Callable[[Any], bool] | None = None,
+        cancelled: Cancelled | None = None,
+    ):
         """Submit one request and wait for its final ``RequestOutput``.
 
         ``stop(output)`` is called on streamed outputs; True aborts the request and
-        returns that output as final.
+        returns that output as final. ``cancelled()`` is checked after every engine
+        step: True aborts the request (vLLM frees its KV blocks and drops it from the
+        batch) and raises ClientGone here.
         """
         if self._closed:
             raise EngineUnavailable("the vllm engine is closed")
-        job = _Job(prompt, params, stop)
+        job = _Job(prompt, params, stop, cancelled)
         self._inbox.put(job)
         return job.future.result()
 
@@ -285,6 +310,7 @@ class _Driver:
                     block = False
                 if self._running:
                     self._step()
+                    self._drop_cancelled()
         except BaseException as exc:  # the engine died: fail everyone rather than hang
             log.exception("vllm driver stopped")
             self._closed = True
@@ -304,6 +330,9 @@ class _Driver:
     def _add(self, job: _Job) -> None:
         from vllm.inputs import TokensPrompt
 
+        if job.cancelled is not None and job.cancelled():
+            job.future.set_exception(ClientGone())  # gone while it waited in the inbox
+            return
         request_id = f"cg-{next(self._ids)}"
         try:
             self._engine.add_request(
@@ -332,6 +361,13 @@ class _Driver:
             if stop:
                 self._abort(out.request_id)
                 job.future.set_result(out)
+
+    def _drop_cancelled(self) -> None:
+        gone = [rid for rid, job in self._running.items() if job.cancelled and job.cancelled()]
+        for request_id in gone:
+            job = self._running[request_id]
+            self._abort(request_id)
+            job.future.set_exception(ClientGone())
 
     def _abort(self, request_id: str) -> None:
         del self._running[request_id]

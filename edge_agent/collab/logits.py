@@ -41,7 +41,7 @@ from edge_agent.collab.sampling import SamplingParams, UniformStream, pick
 from edge_agent.collab.schedule import Schedule
 from edge_agent.guard.matcher import TermMatcher
 from edge_agent.guard.placeholders import Placeholders
-from edge_agent.outbound import CloudError, CloudUsage, GuardRecord
+from edge_agent.outbound import CloudError, CloudUnreachable, CloudUsage, GuardRecord
 from shared_protocol import (
     SessionOpenRequest,
     SessionOpenResponse,
@@ -214,6 +214,17 @@ class LogitsResult:
     redacted_spans: int = 0
     held_back_steps: int = 0
     prefix_guard_s: float = 0.0
+    # Sessions reopened on another replica after theirs was lost (not a degradation).
+    session_reopens: int = 0
+
+
+# A reopened session whose replica is lost too: try the next one, then give up.
+MAX_REOPEN_TRIES = 2
+
+
+def _session_lost(exc: CloudError) -> bool:
+    """The session is gone with its replica: unknown there, or the replica unreachable."""
+    return exc.code == "session_not_found" or isinstance(exc, CloudUnreachable)
 
 
 class _CloudSide:
@@ -235,6 +246,8 @@ class _CloudSide:
         self.positions: list[TopKArrays] = []  # positions[i]: after known + draft[:i]
         self.vocab_size = 0
         self.accepted = 0  # drafted tokens kept, counted when the next call commits them
+        self.opened_with: SessionOpenRequest | None = None  # the public prompt, to reopen
+        self.reopens = 0  # sessions reopened after their replica was lost
 
     def _kw(self) -> dict[str, Any]:
         assert self.link is not None
@@ -246,6 +259,7 @@ class _CloudSide:
         reply = self.link.client.open_session(request, guard=self.link.guard, **self._kw())
         self.session_id = reply.session_id
         self.alive = True
+        self.opened_with = request
         self.positions = [self._check(reply.next)]
 
     def lookup(self, released: Sequence[int]) -> TopKArrays | None:
@@ -269,9 +283,60 @@ class _CloudSide:
     def step(
         self, released: Sequence[int], draft: list[int], guard: GuardRecord | None = None
     ) -> None:
-        """Sync the cloud to `released`, then score `draft` after it."""
+        """Sync the cloud to `released`, then score `draft` after it.
+
+        A session lost with its replica (404 session_not_found, or no connection to it)
+        is reopened on whichever replica answers, in the same call's place: see
+        `_reopen`. Anything else fails the step (the answer then degrades).
+        """
         accept = self.kept(released)
         self.accepted += accept
+        try:
+            self._sync(released, accept, draft, guard)
+        except CloudError as exc:
+            if not _session_lost(exc):
+                raise
+            self._reopen(released, draft, exc)
+
+    def _reopen(self, released: Sequence[int], draft: list[int], lost: CloudError) -> None:
+        """Open the session again: the public prompt, the tokens the cloud already had
+        (its copy, `released`: all of it was sent before) and the failed step's draft,
+        in one call, so it answers that step too. Nothing more leaves than before: the
+        same bytes went out in the open and step calls this one replaces."""
+        assert self.link is not None and self.opened_with is not None
+        try:
+            request = SessionOpenRequest.model_validate(
+                {
+                    **self.opened_with.model_dump(exclude_none=True),
+                    "append": list(released) or None,
+                    "draft": list(draft) or None,
+                    "replaces": self.session_id,
+                }
+            )
+        except ValidationError as exc:
+            raise CloudError(f"{lost}; and the session cannot be reopened: {exc}") from exc
+        failure = lost
+        for _ in range(MAX_REOPEN_TRIES):
+            try:
+                reply = self.link.client.open_session(request, guard=self.link.guard, **self._kw())
+            except CloudError as exc:
+                if not _session_lost(exc):
+                    raise
+                failure = exc
+                continue
+            rows = [reply.next, *(reply.draft_positions or ())]
+            if len(rows) != len(draft) + 1:
+                raise CloudError(f"cloud reopened with {len(rows)} positions for {len(draft)}")
+            self.session_id = reply.session_id
+            self.positions = [self._check(row) for row in rows]
+            self.known, self.draft = len(released), list(draft)
+            self.reopens += 1
+            return
+        raise failure
+
+    def _sync(
+        self, released: Sequence[int], accept: int, draft: list[int], guard: GuardRecord | None
+    ) -> None:
         append = list(released[self.known + accept :])
         while len(append) > limits.MAX_APPEND_TOKENS:  # long runs without the cloud
             chunk, append = append[: limits.MAX_APPEND_TOKENS], append[limits.MAX_APPEND_TOKENS :]
@@ -566,7 +631,8 @@ class LogitsLoop:
         calls0, up0, down0, wait0 = self._usage0
         accepted = cloud.accepted + (cloud.kept(view.released) if cloud.alive else 0)
         degraded = cloud.failure is not None
-        reason = f"cloud unavailable, finished on the device: {cloud.failure}" if degraded else None
+        # str(failure) starts with its kind: cloud busy, unreachable, timed out, error.
+        reason = f"{cloud.failure}; finished on the device" if degraded else None
         return LogitsResult(
             tokens=self.generated,
             text=self.model.detokenize(self.generated).decode("utf-8", errors="replace"),
@@ -592,6 +658,7 @@ class LogitsLoop:
             redacted_spans=len(view.redactions),
             held_back_steps=self.held_back,
             prefix_guard_s=view.seconds,
+            session_reopens=cloud.reopens,
         )
 
     # --- helpers ---------------------------------------------------------------------

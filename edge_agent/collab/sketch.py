@@ -58,7 +58,9 @@ def fetch_outline(
             guard=GuardRecord(policy=policy, findings=record.get("findings")),
         )
     except CloudError as exc:
-        return OutlineResult(degraded=True, reason=f"cloud unavailable: {exc}", guard=record)
+        # str(exc) starts with the kind: cloud busy, unreachable or timed out.
+        reason = f"{exc}; answered on the device without an outline"
+        return OutlineResult(degraded=True, reason=reason, guard=record)
     points = list(reply.points)
     restored = [guard.placeholders.restore(point) for point in points]
     return OutlineResult(points=points, private_points=restored, guard=record)

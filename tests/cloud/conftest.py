@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from cloud_service.settings import CloudSettings
 from cloud_service.testing import RunningCloud, shared_default_engine
 
 TOKEN = "test-token-0123456789"
+METRICS_TOKEN = "test-metrics-token-0123456789"
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +57,19 @@ def tight_cloud(cloud_engine: Engine) -> Iterator[RunningCloud]:
 def prompt_tokens(cloud_engine: Engine) -> list[int]:
     # A system prompt replaces SmolLM2's default one: a shorter prompt, faster tests.
     return cloud_engine.chat_prompt_tokens("Be brief.", "Write a haiku about the sea.")
+
+
+@pytest.fixture
+def start_cloud(cloud_engine: Engine) -> Iterator[Callable[..., RunningCloud]]:
+    """Start servers on the shared engine with the given settings (and a metrics token);
+    all are stopped after the test."""
+    started: list[RunningCloud] = []
+
+    def start(**settings) -> RunningCloud:
+        settings = CloudSettings(token=TOKEN, metrics_token=METRICS_TOKEN, **settings)
+        started.append(RunningCloud.start(settings, cloud_engine))
+        return started[-1]
+
+    yield start
+    for cloud in started:
+        cloud.stop()

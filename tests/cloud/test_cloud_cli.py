@@ -17,16 +17,23 @@ def no_token(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("token", [None, "", "   "])
-def test_public_host_without_token_is_refused(
-    token: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_serving_without_any_tenant_is_refused(
+    host: str,
+    token: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     if token is not None:
         monkeypatch.setenv("COGENESIS_CLOUD_TOKEN", token)
-    assert cli.main(["serve", "--host", "0.0.0.0"]) == 2
+    assert cli.main(["serve", "--host", host]) == 2
     assert "COGENESIS_CLOUD_TOKEN" in capsys.readouterr().err
 
 
-def test_missing_model_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_model_file_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COGENESIS_CLOUD_TOKEN", "a-token-for-this-test")
     missing = tmp_path / "nope.gguf"
     assert cli.main(["serve", "--model", str(missing)]) == 2
     assert "model file not found" in capsys.readouterr().err

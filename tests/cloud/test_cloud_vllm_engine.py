@@ -181,6 +181,27 @@ class TestRealVllm:
             assert cut.completion_tokens < full.completion_tokens
             assert full.text.startswith(cut.text)
 
+    def test_a_chat_whose_client_left_is_aborted(self, vllm_engine: Engine) -> None:
+        import threading
+
+        from cloud_service.errors import ClientGone
+
+        gone = threading.Event()
+        seen: list[str] = []
+
+        def stop(text: str) -> bool:  # streamed outputs: the client leaves mid-answer
+            seen.append(text)
+            gone.set()
+            return False
+
+        with pytest.raises(ClientGone):
+            vllm_engine.chat(
+                "Be brief.", "List ten fruits, one per line.", 256, stop=stop, cancelled=gone.is_set
+            )
+        assert seen  # it had started
+        after = vllm_engine.chat("Be brief.", "Name a fruit.", 8)  # the engine goes on
+        assert after.completion_tokens > 0
+
     def test_too_long_is_a_context_overflow(self, vllm_engine: Engine) -> None:
         with pytest.raises(ContextOverflow):
             vllm_engine.score("k", [198] * (vllm_engine.n_ctx + 1), 1, 5)

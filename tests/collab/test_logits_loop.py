@@ -122,7 +122,7 @@ def test_the_cloud_learns_every_token_and_the_session_is_closed():
 def test_long_local_runs_are_appended_in_chunks_of_the_protocol_limit():
     result, cloud, _ = _run(0, Schedule(0, 100, 2), max_tokens=110, top_k=3)
     assert result.generated_tokens == 110 or result.finish_reason == "stop"
-    assert max(len(getattr(r, "append", [])) for r in cloud.requests) <= 64
+    assert max(len(getattr(r, "append", None) or []) for r in cloud.requests) <= 64
 
 
 def test_the_edge_context_holds_exactly_prompt_plus_answer_at_the_end():
@@ -259,7 +259,7 @@ def test_greedy_draft_and_verify_equals_step_by_step_with_prefix_redaction(sched
             sent = [
                 t
                 for r in cloud.requests
-                for t in getattr(r, "append", []) + getattr(r, "draft", [])
+                for t in (getattr(r, "append", None) or []) + (getattr(r, "draft", None) or [])
             ]
             assert not set(private) & set(_words(model, sent))
     assert set(private) & set(_words(model, base.tokens))

@@ -13,6 +13,7 @@ from edge_agent.outbound import CloudClient, CloudUsage
 
 pytestmark = pytest.mark.slow
 
+CLOUD_TOKEN = "logits-real-test-token"
 PROMPTS = [
     (
         "You are Ana Ribeiro, a marine biologist in Lisbon who surfs at dawn and writes "
@@ -59,9 +60,9 @@ def cloud(engine):
     from cloud_service.settings import CloudSettings
     from cloud_service.testing import start_cloud_server
 
-    server = start_cloud_server(CloudSettings(), engine=engine)
+    server = start_cloud_server(CloudSettings(token=CLOUD_TOKEN), engine=engine)
     ledger = MemoryLedger()
-    client = CloudClient(server.base_url, token=None, ledger=ledger, retries=0, timeout_s=60)
+    client = CloudClient(server.base_url, token=CLOUD_TOKEN, ledger=ledger, retries=0, timeout_s=60)
     try:
         yield client, server, ledger
     finally:
@@ -145,7 +146,7 @@ def test_cloud_dying_mid_answer_gives_a_degraded_but_complete_answer(edge_model,
             server.stop()
 
     result = _run(edge_model, client, private, public, 4, max_tokens=40, on_token=kill_after_ten)
-    assert result.degraded and "cloud unavailable" in result.degraded_reason
+    assert result.degraded and result.degraded_reason.startswith("cloud unreachable")
     assert result.generated_tokens == 40 or result.finish_reason == "stop"
     assert result.tokens[:10] == healthy.tokens[:10]
     assert result.text.strip()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from cloud_service.tenants import DEFAULT_TENANT
 from edge_agent.outbound import CloudClient, CloudUsage
 from edge_agent.recovery import recover
 from edge_agent.store import Store
@@ -142,7 +143,8 @@ def test_a_session_the_cloud_already_ended_is_not_retried(
     with cloud_app.serving():
         cloud = client(store, cloud_app.url)
         session_id = open_session(cloud)
-        cloud_app.app.state.sessions.close(session_id)  # e.g. expired while the edge was down
+        # e.g. expired while the edge was down (sessions belong to the token's tenant)
+        cloud_app.app.state.sessions.close(session_id, owner=DEFAULT_TENANT)
 
         closer = recover(store, cloud)
         closer.close_pending()
