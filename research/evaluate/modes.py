@@ -80,7 +80,7 @@ class ModeRunner:
                 {"role": "user", "content": task},
             ]
         elif mode == CONTEXT_TO_CLOUD:
-            messages = private_messages(ctx, task, None, self.services.gateway.limits)
+            messages = private_messages(ctx, task, None)
         else:
             raise ValueError(f"unknown mode {mode!r}")
         return self._cloud(messages, record)
@@ -99,7 +99,7 @@ class ModeRunner:
             temperature=0,
             seed=0,
         )
-        job = request.to_job(ctx, task, self.services.settings)
+        job = request.to_job(ctx, request.conversation(), self.services.settings)
         report = self.services.gateway.execute(job, pieces.append)
         rows, _ = ledger.query(user_id=user_id, limit=MAX_PAGE)
         sent = ledger_payloads([r for r in rows if r.id > watermark])

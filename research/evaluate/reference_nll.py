@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from edge_agent.collab.fusion import side_logprobs
-from edge_agent.collab.private import build_private_prompt, start_private
+from edge_agent.collab.private import PrivatePrompt, start_private
 from edge_agent.outbound import CloudClient, CloudUsage
+from edge_agent.prompts import private_messages
 from research.dataset import task_of, task_prompts
 from research.rules import FIXED_RULE_NAMES
 from research.teacher_forcing import cloud_positions, extract_task, reference_tokens
@@ -99,7 +100,9 @@ def task_nll(
 
 def _edge_nll(slm, services, ctx, record: dict, outline, targets: list[int]) -> float:
     task = str(record["conversations"][0]["value"])
-    prompt = build_private_prompt(slm, ctx, task, outline or None, services.gateway.limits)
+    # The dataset's single-turn prompt (as `eval nll` builds it), not a request's budget.
+    text = slm.render_chat(private_messages(ctx, task, outline or None))
+    prompt = PrivatePrompt.uncached(slm.tokenize(text))
     with slm.lock:
         first = start_private(slm, prompt)
         rest = slm.append_all(targets[:-1], keep_last=None) if len(targets) > 1 else []
