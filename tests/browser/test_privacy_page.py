@@ -81,7 +81,7 @@ def test_the_privacy_page_end_to_end(browser: WebDriver, edge: Edge, screenshots
     )
     assert logits.status_code == 200, logits.text
     (sketch,) = [e for e in store.ledger.query(user_id=edge.user_id)[0] if e.mode == "sketch"]
-    assert b"<PERSON>" in sketch.payload and b"Ada Moss" not in sketch.payload
+    assert b"<PERSON_1>" in sketch.payload and b"Ada Moss" not in sketch.payload
 
     # Load the page: the sign-in form; a wrong key is refused there, politely.
     driver.get(edge.url + "/")
@@ -108,7 +108,7 @@ def test_the_privacy_page_end_to_end(browser: WebDriver, edge: Edge, screenshots
     wait(driver).until(lambda _: payload.is_displayed())
     assert payload.text == sketch.payload_text
     marks = [m.text for m in payload.find_elements(By.CSS_SELECTOR, "mark.ph")]
-    assert "<PERSON>" in marks
+    assert "<PERSON_1>" in marks  # numbered: the same name is one placeholder
     findings = entry.find_element(By.CSS_SELECTOR, ".findings").text
     assert "PERSON" in findings
     assert "delivered" in entry.find_element(By.CSS_SELECTOR, ".badge").text
