@@ -1,6 +1,6 @@
 """Size limits both ends enforce. The cloud rejects anything larger with a 4xx."""
 
-PROTOCOL_VERSION = "1"
+PROTOCOL_VERSION = "2"
 
 # Sketch mode.
 MAX_INSTRUCTION_CHARS = 2_000

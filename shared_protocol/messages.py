@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shared_protocol import limits
 
 TokenId = Annotated[int, Field(ge=0)]
-Version = Literal["1"]
+Version = Literal["2"]
 
 
 class WireModel(BaseModel):

@@ -180,7 +180,7 @@ BAD_REQUESTS = [
     ("POST", "/v1/sketch", b'{"instruction": 5}'),
     ("POST", "/v1/sketch", b'{"instruction": "x", "max_points": 1000}'),
     ("POST", "/v1/sketch", b'{"instruction": "x", "max_tokens": 1e309}'),
-    ("POST", "/v1/sketch", b'{"instruction": "x", "protocol_version": "2"}'),
+    ("POST", "/v1/sketch", b'{"instruction": "x", "protocol_version": "1"}'),
     ("POST", "/v1/sessions", b"{}"),
     ("POST", "/v1/sessions", b'{"prompt": "x", "prompt_token_ids": [1]}'),
     ("POST", "/v1/sessions", b'{"prompt_token_ids": []}'),

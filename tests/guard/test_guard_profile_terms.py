@@ -147,7 +147,7 @@ def test_verify_payload_finds_profile_terms_in_a_json_payload(
 ) -> None:
     ctx = make_ctx()
     payload = json.dumps(
-        {"protocol_version": "1", "instruction": CHARITY_TASK + " Love, Dana", "max_points": 6}
+        {"protocol_version": "2", "instruction": CHARITY_TASK + " Love, Dana", "max_points": 6}
     ).encode()
 
     hits = guard.verify_payload(payload.decode(), ctx)

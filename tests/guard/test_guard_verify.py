@@ -21,7 +21,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def sketch_payload(instruction: str) -> bytes:
-    return json.dumps({"protocol_version": "1", "instruction": instruction}).encode()
+    return json.dumps({"protocol_version": "2", "instruction": instruction}).encode()
 
 
 def test_verify_finds_what_is_private_now_in_what_left_before(
