@@ -175,14 +175,17 @@ class Gateway:
         does not fit is left out instead (the report says so).
         """
         budget = self._budget(slm, job)
-        built = self._assembled(slm, job, budget - self._outline_reserve(job))
+        built = self.outline_free_prompt(slm, job)
         if outline:
             outlined = with_outline(slm, built, outline)
             if len(outlined.tokens) <= budget:
                 built = outlined
             elif report is not None:
                 report.degrade("the outline did not fit the small model's context; left out")
-        return cached_prefix(slm, job.ctx, built), built.report
+        # The budget reported is the whole one: the outline's room is part of it.
+        return cached_prefix(slm, job.ctx, built), built.report.model_copy(
+            update={"budget_tokens": budget}
+        )
 
     def check_fits(self, job: CompletionJob) -> None:
         """Raise ``PromptTooLong`` now, before anything leaves, if the job cannot fit
@@ -198,8 +201,10 @@ class Gateway:
             return 0
         return self.settings.sketch_max_tokens + OUTLINE_TOKENS_PER_POINT * job.sketch_points
 
-    def _assembled(self, slm: SmallModel, job: CompletionJob, budget: int) -> BudgetedPrompt:
-        """The private prompt without an outline, at most ``budget`` tokens."""
+    def outline_free_prompt(self, slm: SmallModel, job: CompletionJob) -> BudgetedPrompt:
+        """The private prompt without an outline, with room kept for one in sketch mode:
+        the part of every prompt of this job that comes before an outline."""
+        budget = self._budget(slm, job) - self._outline_reserve(job)
         ranked = self.histories.get(job.ctx.cache_key, job.ctx.history).rank(
             job.task, job.ctx.profile_text()
         )
@@ -226,12 +231,7 @@ class Gateway:
         A client that leaves, or an outline not done within the cloud timeout, stops
         the stream (the connection closes) and degrades.
         """
-        reserve = self._outline_reserve(job)
-        prefill = OutlinePrefill(
-            self.pool,
-            job.ctx,
-            lambda slm: self._assembled(slm, job, self._budget(slm, job) - reserve),
-        )
+        prefill = OutlinePrefill(self.pool, job.ctx, lambda slm: self.outline_free_prompt(slm, job))
         arrived: queue.SimpleQueue[str | object] = queue.SimpleQueue()
         stop = threading.Event()
         outbound = ThreadPoolExecutor(1, thread_name_prefix="cogenesis-outline")
