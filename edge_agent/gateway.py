@@ -104,11 +104,17 @@ class Gateway:
         guard = RequestGuard.of(self.guard, job.ctx, job.guard_policy, private_texts(job))
         text = StopText(job.stop, on_text)
 
+        first_text_at: float | None = None
+
         def emit(piece: str) -> bool:
             """Pass text on; True when the answer must end here."""
+            nonlocal first_text_at
+            if piece and first_text_at is None:
+                first_text_at = time.perf_counter()
             return text.feed(piece) or cancel.is_set()
 
         outline: list[str] | None = None
+        outline_at: float | None = None
         prefill: OutlinePrefill | None = None
         if job.mode == "cogenesis-sketch":
             if self.overlap_sketch:
@@ -122,6 +128,7 @@ class Gateway:
                     max_points=job.sketch_points,
                     max_tokens=self.settings.sketch_max_tokens,
                 )
+            outline_at = time.perf_counter()
             outline = result.private_points
             report.sketch_points = result.points
             report.guard = result.guard
@@ -150,6 +157,8 @@ class Gateway:
         report.bytes_down = usage.bytes_down
         report.cloud_wait_s = round(usage.wait_s, 4)
         report.total_s = round(time.perf_counter() - started, 4)
+        if outline_at is not None and first_text_at is not None:
+            report.outline_to_first_token_s = round(first_text_at - outline_at, 4)
         if self.metrics is not None:
             self.metrics.answered(
                 job.mode,
