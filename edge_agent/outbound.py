@@ -540,8 +540,12 @@ class _Stream:
             duration_ms=elapsed * 1000,
             error=message,
         )
-        outcome = getattr(error, "reason", None) if status is None else str(status)
-        self._client._observe(SKETCH_STREAM, outcome or "stopped", self._up, down, elapsed)
+        # A stream that broke after its 200 is counted by how it broke, not as a 200.
+        if isinstance(error, CloudError) and (status is None or status < 400):
+            outcome = error.reason
+        else:
+            outcome = str(status) if status is not None else "other"
+        self._client._observe(SKETCH_STREAM, outcome, self._up, down, elapsed)
 
 
 def _call_kind(path: str) -> str:

@@ -221,6 +221,12 @@ class SmallModelPool:
     def primary(self) -> SmallModel:
         return self.models[0]
 
+    @property
+    def idle(self) -> int:
+        """How many models no request holds."""
+        with self._changed:
+            return len(self._idle)
+
     @contextmanager
     def acquire(self, prefer: SmallModel | None = None) -> Iterator[SmallModel]:
         """A model for the ``with``: ``prefer`` if it is idle (its context may still hold
