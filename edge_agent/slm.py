@@ -228,12 +228,18 @@ class SmallModelPool:
             return len(self._idle)
 
     @contextmanager
-    def acquire(self, prefer: SmallModel | None = None) -> Iterator[SmallModel]:
-        """A model for the ``with``: ``prefer`` if it is idle (its context may still hold
-        the caller's tokens), else the one idle longest; waits while all are busy."""
+    def acquire(
+        self, prefer: SmallModel | None = None, tokens: Sequence[int] = ()
+    ) -> Iterator[SmallModel]:
+        """A model for the ``with``; waits while all are busy. ``prefer`` if it is idle
+        (its context may still hold the caller's tokens), else the idle one whose
+        context shares most of ``tokens``, else the one idle longest."""
         with self._changed:
             self._changed.wait_for(lambda: bool(self._idle))
-            model = prefer if any(m is prefer for m in self._idle) else self._idle[0]
+            if any(m is prefer for m in self._idle):
+                model = prefer
+            else:  # max() keeps the first of equals: the one idle longest
+                model = max(self._idle, key=lambda m: m.shared_prefix(tokens) if tokens else 0)
             self._idle.remove(model)
         try:
             yield model

@@ -10,15 +10,17 @@ then starts from the whole prompt, which keeps whatever of the context matches i
 evaluates the rest; a mismatch, or an outline that failed, costs time, never tokens.
 
 A model is held only while it evaluates. Between points it goes back to the pool for
-other requests, and is asked for again by preference; if another request used it
-meanwhile, the fill re-evaluates from what is still shared (the prefix cache at least).
+other requests, and is asked for again by preference (first, the model whose context
+holds most of the prompt: a returning user's may still be there); if another request
+used it meanwhile, the fill re-evaluates from what is still shared (the prefix cache at
+least).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from edge_agent.collab.private import cached_prefix
+from edge_agent.collab.private import PrivatePrompt, cached_prefix
 from edge_agent.prompt_budget import BudgetedPrompt, outline_prefix_text
 from edge_agent.slm import SmallModel, SmallModelPool
 from edge_agent.store.context import UserContext
@@ -42,14 +44,21 @@ class OutlinePrefill:
         self.model: SmallModel | None = None  # the context last evaluated into
         self.seconds = 0.0  # in the small model
         self.evaluated: list[int] = []  # the tokens last brought into that context
+        self._outline_free: tuple[BudgetedPrompt, PrivatePrompt] | None = None
 
     def advance(self, points: Sequence[str]) -> None:
         """Evaluate the prompt up to the end of ``points``, the outline so far."""
-        with self._pool.acquire(prefer=self.model) as slm, slm.lock:
+        # Tokenizing needs no context (every model of the pool has the same vocabulary):
+        # the tokens choose the model, the one whose context holds most of them.
+        tokenizer = self._pool.primary
+        if self._outline_free is None:  # it does not depend on the outline: built once
+            built = self._base(tokenizer)
+            self._outline_free = built, cached_prefix(tokenizer, self._ctx, built)
+        built, prompt = self._outline_free
+        text = outline_prefix_text(tokenizer, built, points)
+        tokens = tokenizer.tokenize(text)[:-HOLD_BACK_TOKENS]
+        with self._pool.acquire(prefer=self.model, tokens=tokens) as slm, slm.lock:
             self.model = slm
-            built = self._base(slm)
-            prompt = cached_prefix(slm, self._ctx, built)
-            tokens = slm.tokenize(outline_prefix_text(slm, built, points))[:-HOLD_BACK_TOKENS]
             if len(tokens) <= slm.shared_prefix(tokens):
                 return  # nothing new (a point that tokenized into the held-back tail)
             before = slm.timer.seconds

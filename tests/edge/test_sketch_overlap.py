@@ -128,6 +128,18 @@ def test_a_prefill_the_final_prompt_does_not_match_gives_exact_logits(edge) -> N
     np.testing.assert_array_equal(after_prefill, fresh)
 
 
+def test_the_pool_lends_the_context_that_holds_most_of_the_tokens(pool) -> None:
+    with pool.acquire() as one, pool.acquire() as other:
+        mine = one.tokenize("Dear Ione, thank you for the report.")
+        one.start(mine)
+        other.start(other.tokenize("A different prompt altogether."))
+    for _ in range(2):  # whichever has been idle longest
+        with pool.acquire(tokens=[*mine, 42]) as chosen:
+            assert chosen is one
+    with pool.acquire(prefer=other, tokens=mine) as chosen:
+        assert chosen is other  # a preferred model that is idle comes first
+
+
 @pytest.mark.slow
 def test_a_cloud_that_dies_mid_stream_degrades_within_the_timeout(
     start_edge, cloud_process
