@@ -136,10 +136,16 @@ class Gateway:
                 report.degrade(result.reason)
         produced = 0
         if not cancel.is_set():
-            with self.pool.acquire(prefer=prefill.model if prefill else None) as slm:
+            # Built before a model is taken (any model tokenizes alike), so that the
+            # pool can lend the context that holds most of it already.
+            base = prefill.outline_free if prefill else None
+            prompt, report.budget = self.private_prompt(
+                self.pool.primary, job, outline, report, base=base
+            )
+            prefer = prefill.model if prefill else None
+            with self.pool.acquire(prefer=prefer, tokens=prompt.tokens) as slm:
                 model_seconds = slm.timer.seconds
                 cached_before = slm.timer.cached_tokens
-                prompt, report.budget = self.private_prompt(slm, job, outline, report)
                 if job.mode == "cogenesis-logits":
                     produced = self._run_logits(slm, job, prompt, guard, usage, emit, report)
                 else:
@@ -175,16 +181,19 @@ class Gateway:
         job: CompletionJob,
         outline: list[str] | None = None,
         report: CompletionReport | None = None,
+        *,
+        base: BudgetedPrompt | None = None,
     ) -> tuple[PrivatePrompt, BudgetReport]:
         """The job's private prompt within the small model's budget.
 
         In sketch mode the budget's choices are made with room kept for the largest
         outline, so they never depend on the outline (which is then added at the end).
         Raises ``PromptTooLong`` when the request's own text cannot fit; an outline that
-        does not fit is left out instead (the report says so).
+        does not fit is left out instead (the report says so). ``base``: this job's
+        ``outline_free_prompt``, when it was built already.
         """
         budget = self._budget(slm, job)
-        built = self.outline_free_prompt(slm, job)
+        built = base or self.outline_free_prompt(slm, job)
         if outline:
             outlined = with_outline(slm, built, outline)
             if len(outlined.tokens) <= budget:

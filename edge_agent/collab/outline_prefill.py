@@ -44,17 +44,18 @@ class OutlinePrefill:
         self.model: SmallModel | None = None  # the context last evaluated into
         self.seconds = 0.0  # in the small model
         self.evaluated: list[int] = []  # the tokens last brought into that context
-        self._outline_free: tuple[BudgetedPrompt, PrivatePrompt] | None = None
+        self.outline_free: BudgetedPrompt | None = None  # the prompt before the outline
+        self._cached = PrivatePrompt([])
 
     def advance(self, points: Sequence[str]) -> None:
         """Evaluate the prompt up to the end of ``points``, the outline so far."""
         # Tokenizing needs no context (every model of the pool has the same vocabulary):
         # the tokens choose the model, the one whose context holds most of them.
         tokenizer = self._pool.primary
-        if self._outline_free is None:  # it does not depend on the outline: built once
-            built = self._base(tokenizer)
-            self._outline_free = built, cached_prefix(tokenizer, self._ctx, built)
-        built, prompt = self._outline_free
+        if self.outline_free is None:  # it does not depend on the outline: built once
+            self.outline_free = self._base(tokenizer)
+            self._cached = cached_prefix(tokenizer, self._ctx, self.outline_free)
+        built, prompt = self.outline_free, self._cached
         text = outline_prefix_text(tokenizer, built, points)
         tokens = tokenizer.tokenize(text)[:-HOLD_BACK_TOKENS]
         with self._pool.acquire(prefer=self.model, tokens=tokens) as slm, slm.lock:
