@@ -88,29 +88,13 @@ class _EngineWork:
         self._threads = anyio.CapacityLimiter(admission.thread_capacity)
 
     async def run(self, http: Request, fn: Callable[[], T], *, tokens: int) -> T:
-        tenant, gone = tenant_of(http), client_gone(http)
-        ticket = self.admission.reserve(tenant.name)  # sheds here, before taking a thread
-        started = False
-
-        def admitted() -> T:
-            nonlocal started
-            started = True
-            with self.admission.hold(ticket, gone.is_set):
-                self.quotas.charge_tokens(tenant, tokens)
-                return fn()
-
-        try:
-            return await anyio.to_thread.run_sync(admitted, limiter=self._threads)
-        finally:
-            if not started:  # cancelled before a thread picked it up
-                self.admission.cancel(ticket)
+        return await (await self.start(http, fn, tokens=tokens))
 
     async def start(self, http: Request, fn: Callable[[], T], *, tokens: int) -> asyncio.Future[T]:
-        """``run`` for a streamed answer: returns once the work holds its slot and is
-        charged (so shedding, queueing and quotas still raise as HTTP errors), with the
-        future of its result."""
+        """Returns once the work holds its slot and is charged (so shedding, queueing and
+        quotas raise here, before a streamed answer begins), with its result's future."""
         tenant, gone = tenant_of(http), client_gone(http)
-        ticket = self.admission.reserve(tenant.name)
+        ticket = self.admission.reserve(tenant.name)  # sheds here, before taking a thread
         loop = asyncio.get_running_loop()
         began = asyncio.Event()
         started = False
@@ -127,7 +111,7 @@ class _EngineWork:
             try:
                 return await anyio.to_thread.run_sync(admitted, limiter=self._threads)
             finally:
-                if not started:
+                if not started:  # cancelled before a thread picked it up
                     self.admission.cancel(ticket)
 
         task = asyncio.ensure_future(running())
