@@ -7,6 +7,7 @@ take the threads that cheap routes need.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -17,10 +18,11 @@ import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_service.admission import Admission
-from cloud_service.engines import Engine, TopKRow, build_engine
+from cloud_service.engines import ChatResult, Engine, TopKRow, build_engine
 from cloud_service.errors import (
     ClientGone,
     CloudError,
@@ -48,6 +50,7 @@ from cloud_service.sketch import (
     parse_points,
     sketch_user_message,
 )
+from cloud_service.sketch_stream import PING_S, SSE_DOC, OutlineRelay
 from cloud_service.tenants import Tenant
 from shared_protocol import limits
 from shared_protocol.messages import (
@@ -85,8 +88,15 @@ class _EngineWork:
         self._threads = anyio.CapacityLimiter(admission.thread_capacity)
 
     async def run(self, http: Request, fn: Callable[[], T], *, tokens: int) -> T:
+        return await (await self.start(http, fn, tokens=tokens))
+
+    async def start(self, http: Request, fn: Callable[[], T], *, tokens: int) -> asyncio.Future[T]:
+        """Returns once the work holds its slot and is charged (so shedding, queueing and
+        quotas raise here, before a streamed answer begins), with its result's future."""
         tenant, gone = tenant_of(http), client_gone(http)
         ticket = self.admission.reserve(tenant.name)  # sheds here, before taking a thread
+        loop = asyncio.get_running_loop()
+        began = asyncio.Event()
         started = False
 
         def admitted() -> T:
@@ -94,13 +104,26 @@ class _EngineWork:
             started = True
             with self.admission.hold(ticket, gone.is_set):
                 self.quotas.charge_tokens(tenant, tokens)
+                loop.call_soon_threadsafe(began.set)
                 return fn()
 
+        async def running() -> T:
+            try:
+                return await anyio.to_thread.run_sync(admitted, limiter=self._threads)
+            finally:
+                if not started:  # cancelled before a thread picked it up
+                    self.admission.cancel(ticket)
+
+        task = asyncio.ensure_future(running())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # always retrieved
+        waiting = asyncio.ensure_future(began.wait())
         try:
-            return await anyio.to_thread.run_sync(admitted, limiter=self._threads)
+            await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if not started:  # cancelled before a thread picked it up
-                self.admission.cancel(ticket)
+            waiting.cancel()
+        if task.done():
+            task.result()  # shed, gone or over quota before it began: raise that
+        return task
 
 
 def tenant_of(http: Request) -> Tenant:
@@ -225,6 +248,38 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
         )
+
+    @app.post(
+        "/v1/sketch/stream",
+        response_class=EventSourceResponse,
+        responses={
+            200: {"description": SSE_DOC, "content": {"text/event-stream": {}}},
+            **error_responses(400, 401, 413, 422, 429, 503),
+        },
+    )
+    async def sketch_stream(request: SketchRequest, http: Request) -> EventSourceResponse:
+        tenant, gone = tenant_of(http), client_gone(http)
+        relay = OutlineRelay(request, asyncio.get_running_loop())
+
+        def generate() -> ChatResult:
+            try:
+                return engine.chat(
+                    SKETCH_SYSTEM,
+                    sketch_user_message(request.instruction, request.max_points),
+                    max_tokens=request.max_tokens,
+                    stop=relay.stop_hint,
+                    cancelled=gone.is_set,
+                )
+            finally:
+                relay.close()
+
+        def counted(reply: ChatResult) -> None:
+            metrics.scored(tenant.name, reply.prompt_tokens)
+            metrics.generated(tenant.name, reply.completion_tokens)
+
+        running = await work.start(http, generate, tokens=request.max_tokens)
+        # Pings show a live cloud between points (the edge has a per-read timeout).
+        return EventSourceResponse(relay.events(running, engine.model_id, counted), ping=PING_S)
 
     @app.post(
         "/v1/sessions",

@@ -67,20 +67,67 @@ def parse_points(
 
     Points are cleaned of markdown, deduplicated, capped at ``max_points`` and at
     ``limits.MAX_POINT_CHARS`` each. ``cut_off`` says generation hit its token limit, so
-    the last item is likely unfinished and is dropped when others exist. Always returns
-    at least one point: ``fallback`` (then a generic point) when nothing is usable.
+    an item on the unfinished last line (no line end after it) is dropped when others
+    exist. Always returns at least one point: ``fallback`` (then a generic point) when
+    nothing is usable.
     """
-    max_points = max(1, min(max_points, limits.MAX_SKETCH_POINTS))
-    lines = [ln for ln in _strip_fences(text).splitlines() if not _HEADING.match(ln)]
-    items = [m.group(1) for ln in lines if (m := _ITEM.match(ln))]
-    if not items:
+    max_points = _clamp(max_points)
+    lines = _lines(text)
+    items = _items(lines)
+    if items:
+        tail = text.rsplit("\n", 1)[-1].splitlines()
+        if cut_off and len(items) > 1 and tail and _ITEM.match(tail[-1]):
+            items = items[:-1]
+    else:
         items = [s for ln in lines for s in _SENTENCE_END.split(ln)]
-    if cut_off and len(items) > 1:
-        items = items[:-1]
+        if cut_off and len(items) > 1:
+            items = items[:-1]
     points = _clean_all(items, max_points)
     if not points:
         points = _clean_all(_SENTENCE_END.split(fallback), 1) or ["Cover the main points."]
     return points
+
+
+class OutlineStream:
+    """The points of an outline as it is generated, each once its line is finished.
+
+    ``finished(text)`` gives the points new since the last call; ``rest(text, cut_off)``
+    those left at the end. Together they are exactly ``parse_points`` of the whole
+    text: list items of finished lines are a prefix of the final list (an item on an
+    unfinished last line is the only one ``cut_off`` drops), and an outline written as
+    prose is parsed only at the end.
+    """
+
+    def __init__(self, max_points: int, fallback: str = "") -> None:
+        self.max_points = max_points
+        self.fallback = fallback
+        self.sent: list[str] = []
+
+    def finished(self, text: str) -> list[str]:
+        done = text[: text.rfind("\n") + 1]
+        return self._new(_clean_all(_items(_lines(done)), _clamp(self.max_points)))
+
+    def rest(self, text: str, *, cut_off: bool) -> list[str]:
+        return self._new(parse_points(text, self.max_points, self.fallback, cut_off=cut_off))
+
+    def _new(self, points: list[str]) -> list[str]:
+        if points[: len(self.sent)] != self.sent:  # cannot happen (see the class doc)
+            raise AssertionError("streamed outline points are not a prefix of the outline")
+        new = points[len(self.sent) :]
+        self.sent = points
+        return new
+
+
+def _clamp(max_points: int) -> int:
+    return max(1, min(max_points, limits.MAX_SKETCH_POINTS))
+
+
+def _lines(text: str) -> list[str]:
+    return [ln for ln in _strip_fences(text).splitlines() if not _HEADING.match(ln)]
+
+
+def _items(lines: list[str]) -> list[str]:
+    return [m.group(1) for ln in lines if (m := _ITEM.match(ln))]
 
 
 def _clean_all(candidates: list[str], max_points: int) -> list[str]:

@@ -7,6 +7,7 @@ response's `cogenesis` object.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from edge_agent.collab.logits_mode import BLOCKED_TITLE, run_logits_mode
+from edge_agent.collab.outline_prefill import OutlinePrefill
 from edge_agent.collab.private import (
     PrivatePrompt,
     TextDecoder,
@@ -21,13 +23,19 @@ from edge_agent.collab.private import (
     start_private,
 )
 from edge_agent.collab.sampling import SamplingParams, UniformStream, pick
-from edge_agent.collab.sketch import fetch_outline
+from edge_agent.collab.sketch import STOPPED, OutlineResult, fetch_outline, stream_outline
 from edge_agent.guard.protocol import Guard
 from edge_agent.guard.request import RequestGuard
 from edge_agent.job import CompletionJob
 from edge_agent.metrics import EdgeMetrics
 from edge_agent.outbound import CloudClient, CloudUsage
-from edge_agent.prompt_budget import BudgetLimits, BudgetReport, PromptTooLong, assemble
+from edge_agent.prompt_budget import (
+    BudgetedPrompt,
+    BudgetLimits,
+    BudgetReport,
+    assemble,
+    with_outline,
+)
 from edge_agent.prompts import task_title
 from edge_agent.report import CompletionReport, LogitsReport
 from edge_agent.retrieval import HistoryIndexes
@@ -56,8 +64,8 @@ def make_picker(temperature: float, top_p: float, seed: int | None) -> Callable[
 
 
 class Gateway:
-    # Sketch mode prefills the private prefix while the outline is on its way; the
-    # sketch bench switches it off to time the sequential path in the same run.
+    # Sketch mode streams the outline and evaluates the private prompt as it arrives;
+    # the sketch bench switches it off to time the sequential path in the same run.
     overlap_sketch: bool = True
 
     def __init__(
@@ -96,18 +104,23 @@ class Gateway:
         guard = RequestGuard.of(self.guard, job.ctx, job.guard_policy, private_texts(job))
         text = StopText(job.stop, on_text)
 
+        first_text_at: float | None = None
+
         def emit(piece: str) -> bool:
             """Pass text on; True when the answer must end here."""
+            nonlocal first_text_at
+            if piece and first_text_at is None:
+                first_text_at = time.perf_counter()
             return text.feed(piece) or cancel.is_set()
 
         outline: list[str] | None = None
-        warm_s = 0.0
+        outline_at: float | None = None
+        prefill: OutlinePrefill | None = None
         if job.mode == "cogenesis-sketch":
-            # The two halves overlap: the outline request goes out on a thread while
-            # the small model prefills the user's private prefix (cached for the fill).
-            with ThreadPoolExecutor(1, thread_name_prefix="cogenesis-outline") as outbound:
-                pending = outbound.submit(
-                    fetch_outline,
+            if self.overlap_sketch:
+                result, prefill = self._outline_while_prefilling(job, guard, usage, cancel)
+            else:  # the sequential path: the whole outline, then the whole prefill
+                result = fetch_outline(
                     self.cloud,
                     guard,
                     job.task,
@@ -115,8 +128,7 @@ class Gateway:
                     max_points=job.sketch_points,
                     max_tokens=self.settings.sketch_max_tokens,
                 )
-                warm_s = self._warm_private_prefix(job) if self.overlap_sketch else 0.0
-                result = pending.result()
+            outline_at = time.perf_counter()
             outline = result.private_points
             report.sketch_points = result.points
             report.guard = result.guard
@@ -124,10 +136,16 @@ class Gateway:
                 report.degrade(result.reason)
         produced = 0
         if not cancel.is_set():
-            with self.pool.acquire() as slm:
+            # Built before a model is taken (any model tokenizes alike), so that the
+            # pool can lend the context that holds most of it already.
+            base = prefill.outline_free if prefill else None
+            prompt, report.budget = self.private_prompt(
+                self.pool.primary, job, outline, report, base=base
+            )
+            prefer = prefill.model if prefill else None
+            with self.pool.acquire(prefer=prefer, tokens=prompt.tokens) as slm:
                 model_seconds = slm.timer.seconds
                 cached_before = slm.timer.cached_tokens
-                prompt, report.budget = self.private_prompt(slm, job, outline, report)
                 if job.mode == "cogenesis-logits":
                     produced = self._run_logits(slm, job, prompt, guard, usage, emit, report)
                 else:
@@ -135,6 +153,7 @@ class Gateway:
                 report.prompt_tokens = len(prompt.tokens)
                 report.completion_tokens = produced
                 report.prefix_cached_tokens = slm.timer.cached_tokens - cached_before
+                warm_s = prefill.seconds if prefill else 0.0
                 report.small_model_s = round(slm.timer.seconds - model_seconds + warm_s, 4)
         text.flush()
         stopped = text.stopped or produced < job.max_tokens
@@ -144,6 +163,8 @@ class Gateway:
         report.bytes_down = usage.bytes_down
         report.cloud_wait_s = round(usage.wait_s, 4)
         report.total_s = round(time.perf_counter() - started, 4)
+        if outline_at is not None and first_text_at is not None:
+            report.outline_to_first_token_s = round(first_text_at - outline_at, 4)
         if self.metrics is not None:
             self.metrics.answered(
                 job.mode,
@@ -160,57 +181,114 @@ class Gateway:
         job: CompletionJob,
         outline: list[str] | None = None,
         report: CompletionReport | None = None,
-        reserve: int = 0,
+        *,
+        base: BudgetedPrompt | None = None,
     ) -> tuple[PrivatePrompt, BudgetReport]:
         """The job's private prompt within the small model's budget.
 
+        In sketch mode the budget's choices are made with room kept for the largest
+        outline, so they never depend on the outline (which is then added at the end).
         Raises ``PromptTooLong`` when the request's own text cannot fit; an outline that
-        does not fit is left out instead (the report says so).
+        does not fit is left out instead (the report says so). ``base``: this job's
+        ``outline_free_prompt``, when it was built already.
         """
-        ranked = self.histories.get(job.ctx.cache_key, job.ctx.history).rank(
-            job.task, job.ctx.profile_text()
-        )
-        budget = slm.n_ctx - job.max_tokens - 1 - reserve  # generating needs one position
-
-        def build(points: list[str] | None):
-            return assemble(
-                slm,
-                job.ctx,
-                job.conversation,
-                budget=budget,
-                ranked=ranked,
-                outline=points,
-                limits=self.limits,
-            )
-
-        try:
-            built = build(outline)
-        except PromptTooLong:
-            if not outline:
-                raise
-            built = build(None)
-            if report is not None:
+        budget = self._budget(slm, job)
+        built = base or self.outline_free_prompt(slm, job)
+        if outline:
+            outlined = with_outline(slm, built, outline)
+            if len(outlined.tokens) <= budget:
+                built = outlined
+            elif report is not None:
                 report.degrade("the outline did not fit the small model's context; left out")
-        return cached_prefix(slm, job.ctx, built), built.report
+        # The budget reported is the whole one: the outline's room is part of it.
+        return cached_prefix(slm, job.ctx, built), built.report.model_copy(
+            update={"budget_tokens": budget}
+        )
 
     def check_fits(self, job: CompletionJob) -> None:
         """Raise ``PromptTooLong`` now, before anything leaves, if the job cannot fit
         (in sketch mode with room for the outline that joins the prompt later)."""
-        reserve = 0
-        if job.mode == "cogenesis-sketch":
-            reserve = self.settings.sketch_max_tokens + OUTLINE_TOKENS_PER_POINT * job.sketch_points
-        self.private_prompt(self.pool.primary, job, reserve=reserve)
+        self.private_prompt(self.pool.primary, job)
 
-    def _warm_private_prefix(self, job: CompletionJob) -> float:
-        """Prefill (or restore) the private prefix the fill will start from; the
-        small model's seconds. The prefix does not depend on the outline."""
-        with self.pool.acquire() as slm:
-            seconds = slm.timer.seconds
-            prompt, _budget = self.private_prompt(slm, job)
-            if prompt.prefix_key is not None:
-                prefix = prompt.tokens[: prompt.prefix_len]
-                slm.start(prefix, prefix_key=prompt.prefix_key, prefix_len=len(prefix))
-            return slm.timer.seconds - seconds
+    def _budget(self, slm: SmallModel, job: CompletionJob) -> int:
+        return slm.n_ctx - job.max_tokens - 1  # generating needs one position
+
+    def _outline_reserve(self, job: CompletionJob) -> int:
+        """Tokens kept for the outline in sketch mode: its token budget and numbering."""
+        if job.mode != "cogenesis-sketch":
+            return 0
+        return self.settings.sketch_max_tokens + OUTLINE_TOKENS_PER_POINT * job.sketch_points
+
+    def outline_free_prompt(self, slm: SmallModel, job: CompletionJob) -> BudgetedPrompt:
+        """The private prompt without an outline, with room kept for one in sketch mode:
+        the part of every prompt of this job that comes before an outline."""
+        budget = self._budget(slm, job) - self._outline_reserve(job)
+        ranked = self.histories.get(job.ctx.cache_key, job.ctx.history).rank(
+            job.task, job.ctx.profile_text()
+        )
+        return assemble(
+            slm,
+            job.ctx,
+            job.conversation,
+            budget=budget,
+            ranked=ranked,
+            limits=self.limits,
+        )
+
+    def _outline_while_prefilling(
+        self,
+        job: CompletionJob,
+        guard: RequestGuard,
+        usage: CloudUsage,
+        cancel: threading.Event,
+    ) -> tuple[OutlineResult, OutlinePrefill]:
+        """Stream the outline on a thread; meanwhile evaluate the private prompt up to
+        the outline, then each point as it arrives (``OutlinePrefill``).
+
+        ``usage.wait_s`` counts the time spent waiting for points with nothing to do.
+        A client that leaves, or an outline not done within the cloud timeout, stops
+        the stream (the connection closes) and degrades.
+        """
+        prefill = OutlinePrefill(self.pool, job.ctx, lambda slm: self.outline_free_prompt(slm, job))
+        arrived: queue.SimpleQueue[str | object] = queue.SimpleQueue()
+        stop = threading.Event()
+        outbound = ThreadPoolExecutor(1, thread_name_prefix="cogenesis-outline")
+        pending = outbound.submit(
+            stream_outline,
+            self.cloud,
+            guard,
+            job.task,
+            usage=usage,
+            max_points=job.sketch_points,
+            max_tokens=self.settings.sketch_max_tokens,
+            on_point=arrived.put,
+            stop=stop,
+        )
+        pending.add_done_callback(lambda _done: arrived.put(_OUTLINE_END))
+        deadline = time.monotonic() + self.cloud.timeout_s
+        points: list[str] = []
+        try:
+            prefill.advance(points)
+            while True:
+                waited = time.perf_counter()
+                batch = _take(arrived, POLL_S)
+                usage.wait_s += time.perf_counter() - waited
+                if _OUTLINE_END in batch:
+                    return pending.result(), prefill
+                if cancel.is_set():
+                    return OutlineResult(degraded=True, reason=STOPPED), prefill
+                if time.monotonic() > deadline:
+                    reason = (
+                        f"cloud timed out: the outline took over {self.cloud.timeout_s:g} s; "
+                        "answered on the device without an outline"
+                    )
+                    return OutlineResult(degraded=True, reason=reason), prefill
+                if batch:
+                    points += [str(point) for point in batch]
+                    prefill.advance(points)
+        finally:
+            stop.set()
+            outbound.shutdown(wait=False)  # a stream still open ends at its next event
 
     def run_local(
         self,
@@ -263,6 +341,21 @@ class Gateway:
                 f"{our_id!r} ({ours}) and the cloud model {model_id!r} ({fingerprint}) "
                 "tokenize differently; use sketch mode or matching models"
             )
+
+
+_OUTLINE_END = object()
+POLL_S = 0.05  # how often a wait for the outline looks at the client and the deadline
+
+
+def _take(arrived: queue.SimpleQueue, timeout_s: float) -> list:
+    """Whatever has arrived, waiting up to ``timeout_s`` for the first item."""
+    try:
+        batch = [arrived.get(timeout=timeout_s)]
+    except queue.Empty:
+        return []
+    while not arrived.empty():
+        batch.append(arrived.get_nowait())
+    return batch
 
 
 class VocabularyMismatch(RuntimeError):

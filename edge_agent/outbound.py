@@ -6,8 +6,9 @@ one does.
 
 A busy cloud answers 429 or 503 with Retry-After before doing any work; the client waits
 that long and sends again while its own timeout (``timeout_s``, from the first send)
-allows, for any call, steps included. Failures come in three kinds the user is told
-apart (``CloudError.reason``):
+allows, for any call, steps included. The streamed outline (``sketch_stream``) is
+retried the same way until its first event arrives, never after. Failures come in
+three kinds the user is told apart (``CloudError.reason``):
 
     CloudError                      "cloud error": any failure to get an answer
     ├── CloudUnavailable            no answer at all
@@ -23,11 +24,13 @@ import email.utils
 import math
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from httpx_sse import EventSource, SSEError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared_protocol import (
     InfoResponse,
@@ -35,11 +38,19 @@ from shared_protocol import (
     SessionOpenResponse,
     SessionStepRequest,
     SessionStepResponse,
+    SketchDoneEvent,
+    SketchErrorEvent,
+    SketchEvent,
+    SketchPointEvent,
     SketchRequest,
     SketchResponse,
 )
 
 Reply = TypeVar("Reply", bound=BaseModel)
+Attempt = TypeVar("Attempt")
+OutlineEvent = SketchPointEvent | SketchDoneEvent
+_SKETCH_EVENT: TypeAdapter[SketchEvent] = TypeAdapter(SketchEvent)
+SKETCH_STREAM = "/v1/sketch/stream"
 
 
 class CloudError(RuntimeError):
@@ -74,6 +85,7 @@ class CloudBusy(CloudRejected):
     """429 or 503 whose Retry-After does not end within the client's timeout."""
 
     reason = "cloud busy"
+    retry_after_s: float | None = None  # the answer's Retry-After, when it had one
 
 
 # Statuses that mean "not done, come back later": the request did not run.
@@ -139,8 +151,11 @@ class CloudClient:
         backoff_s: float = 0.25,
         transport: httpx.BaseTransport | None = None,
         metrics: Any = None,
+        read_timeout_s: float | None = None,
     ) -> None:
-        """``metrics``: an ``edge_agent.metrics.EdgeMetrics`` (or None) told of every send."""
+        """``metrics``: an ``edge_agent.metrics.EdgeMetrics`` (or None) told of every send.
+        ``read_timeout_s``: the longest wait for the next bytes of a stream (its answer's
+        headers, then each event), within ``timeout_s`` for the whole; default the latter."""
         headers = {"content-type": "application/json"}
         if token:
             headers["authorization"] = f"Bearer {token}"
@@ -149,6 +164,7 @@ class CloudClient:
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = min(read_timeout_s or timeout_s, timeout_s)
         self.metrics = metrics
         self._ledger = ledger
         self._http = httpx.Client(
@@ -186,6 +202,47 @@ class CloudClient:
             usage=usage,
             guard=guard,
         )
+
+    def sketch_stream(
+        self,
+        req: SketchRequest,
+        *,
+        user_id: str,
+        usage: CloudUsage,
+        guard: GuardRecord | None = None,
+    ) -> Iterator[OutlineEvent]:
+        """The outline as it is written: a ``SketchPointEvent`` per point, then the
+        ``SketchDoneEvent``. Raises the CloudError kinds of ``sketch`` (an ``error``
+        event is a CloudRejected with its code; a stream cut short, CloudUnreachable).
+
+        Lazy: nothing is sent before the first ``next``. Closing the iterator early
+        closes the connection, and the cloud stops generating. ``usage.wait_s`` is not
+        counted here: the caller knows how much of the stream it waited for.
+        """
+        payload = req.model_dump_json(exclude_none=True).encode()
+        deadline = time.monotonic() + self.timeout_s
+
+        def first_event(left: float) -> tuple[_Stream, Iterator[OutlineEvent], OutlineEvent]:
+            stream = self._open_stream(payload, user_id, usage, guard, left)
+            events = stream.events(deadline)
+            try:
+                return stream, events, next(events)  # events() never ends without done
+            except BaseException as exc:
+                stream.finish(exc)
+                raise
+
+        stream, events, head = self._retrying(first_event, usage=usage, retry=True)
+        error: BaseException | None = None
+        try:
+            yield head
+            yield from events
+        except BaseException as exc:  # GeneratorExit too: the caller stopped reading
+            error = exc
+            if isinstance(exc, CloudError):
+                usage.errors.append(str(exc))
+            raise
+        finally:
+            stream.finish(error)
 
     def open_session(
         self,
@@ -259,21 +316,29 @@ class CloudClient:
         """Send, retrying connection failures (``retry``: idempotent calls only) and
         busy answers (any call: the cloud did not run it) while the timeout allows."""
         payload = body.model_dump_json(exclude_none=True).encode() if body is not None else b""
+
+        def attempt(left: float) -> Reply | None:
+            response = self._send(method, path, payload, user_id, mode, usage, guard, left)
+            if response.status_code >= 400:
+                raise _rejection(response)
+            return _parse(response, reply_type)
+
+        return self._retrying(attempt, usage=usage, retry=retry)
+
+    def _retrying(
+        self, attempt: Callable[[float], Attempt], *, usage: CloudUsage, retry: bool
+    ) -> Attempt:
+        """``attempt(seconds_left)`` until it returns, or fails in a way not worth (or
+        too late for) another try; then its CloudError is raised."""
         deadline = time.monotonic() + self.timeout_s
         retries_left = self.retries if retry else 0
         backoffs = 0
         while True:
-            response: httpx.Response | None = None
             try:
-                left = max(deadline - time.monotonic(), 0.001)
-                response = self._send(method, path, payload, user_id, mode, usage, guard, left)
-            except CloudUnavailable as exc:
-                error: CloudError = exc
-            else:
-                if response.status_code < 400:
-                    return _parse(response, reply_type)
-                error = _rejection(response)
-            wait = _retry_after_s(response) if isinstance(error, CloudBusy) else None
+                return attempt(max(deadline - time.monotonic(), 0.001))
+            except CloudError as exc:
+                error = exc
+            wait = error.retry_after_s if isinstance(error, CloudBusy) else None
             if wait is not None:
                 if time.monotonic() + wait < deadline:
                     time.sleep(wait)  # busy, and back in time: the call did not run, resend
@@ -351,6 +416,53 @@ class CloudClient:
         self._observe(path, str(response.status_code), len(payload), len(response.content), elapsed)
         return response
 
+    def _open_stream(
+        self,
+        payload: bytes,
+        user_id: str,
+        usage: CloudUsage,
+        guard: GuardRecord | None,
+        timeout_s: float,
+    ) -> _Stream:
+        """Ledger first, then open ``POST /v1/sketch/stream``; raises CloudUnavailable,
+        or the rejection of an error status (its ledger entry finished)."""
+        entry = self._ledger.begin(
+            user_id=user_id,
+            mode="sketch",
+            endpoint=SKETCH_STREAM,
+            method="POST",
+            payload=payload,
+            guard_policy=guard.policy if guard else None,
+            guard_findings=guard.findings if guard else None,
+            request_id=uuid.uuid4().hex,
+        )
+        usage.calls += 1
+        usage.bytes_up += len(payload)
+        read = min(self.read_timeout_s, timeout_s)
+        timeout = httpx.Timeout(
+            timeout_s, connect=min(self.connect_timeout_s, timeout_s), read=read
+        )
+        request = self._http.build_request(
+            "POST",
+            SKETCH_STREAM,
+            content=payload,
+            headers={"accept": "text/event-stream"},
+            timeout=timeout,
+        )
+        stream = _Stream(self, entry, usage, len(payload))
+        try:
+            stream.response = self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            error = self._unavailable(exc)
+            stream.finish(error)
+            raise error from exc
+        if stream.response.status_code >= 400:
+            stream.response.read()
+            error = _rejection(stream.response)
+            stream.finish(error)
+            raise error
+        return stream
+
     def _unavailable(self, exc: httpx.HTTPError) -> CloudUnavailable:
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             return CloudTimedOut(f"no answer from {self.base_url} within {self.timeout_s:g} s")
@@ -361,13 +473,89 @@ class CloudClient:
             self.metrics.cloud_call(_call_kind(path), outcome, up, down, seconds)
 
 
+class _Stream:
+    """One streamed outline call on the wire: its events, then its ledger entry closed
+    with the bytes that came down."""
+
+    def __init__(self, client: CloudClient, entry: int, usage: CloudUsage, up: int) -> None:
+        self._client = client
+        self._entry = entry
+        self._usage = usage
+        self._up = up
+        self._started = time.perf_counter()
+        self._finished = False
+        self.response: httpx.Response | None = None
+
+    def events(self, deadline: float) -> Iterator[OutlineEvent]:
+        """Points, then the done event; raises CloudError for anything else."""
+        assert self.response is not None
+        base_url = self._client.base_url
+        try:
+            for sse in EventSource(self.response).iter_sse():
+                try:
+                    event = _SKETCH_EVENT.validate_json(sse.data)
+                except ValidationError as exc:
+                    raise CloudRejected(f"cloud sent a malformed outline event: {exc}") from exc
+                if isinstance(event, SketchErrorEvent):
+                    raise CloudRejected(
+                        f"the outline failed: {event.error.message}", code=event.error.code
+                    )
+                yield event
+                if isinstance(event, SketchDoneEvent):
+                    return
+                if time.monotonic() > deadline:
+                    timeout = self._client.timeout_s
+                    raise CloudTimedOut(f"the outline from {base_url} took over {timeout:g} s")
+        except httpx.TimeoutException as exc:
+            read = self._client.read_timeout_s
+            raise CloudTimedOut(f"no outline event from {base_url} within {read:g} s") from exc
+        except (httpx.HTTPError, SSEError) as exc:
+            raise CloudUnreachable(f"the outline stream from {base_url} broke: {exc!r}") from exc
+        raise CloudUnreachable(f"the outline stream from {base_url} ended before it was done")
+
+    def finish(self, error: BaseException | None) -> None:
+        """Close the connection and the ledger entry (once): ok only after done."""
+        if self._finished:
+            return
+        self._finished = True
+        response = self.response
+        down = 0
+        if response is not None:
+            response.close()
+            down = response.num_bytes_downloaded
+        elapsed = time.perf_counter() - self._started
+        self._usage.bytes_down += down
+        status = response.status_code if response is not None else None
+        if error is None:
+            message = None
+        elif isinstance(error, CloudError):
+            message = str(error)
+        else:
+            message = "stopped by the edge before the outline was done"
+        self._client._ledger.finish(
+            self._entry,
+            status="ok" if error is None else "error",
+            http_status=status,
+            bytes_down=down,
+            duration_ms=elapsed * 1000,
+            error=message,
+        )
+        # A stream that broke after its 200 is counted by how it broke, not as a 200.
+        if isinstance(error, CloudError) and (status is None or status < 400):
+            outcome = error.reason
+        else:
+            outcome = str(status) if status is not None else "other"
+        self._client._observe(SKETCH_STREAM, outcome, self._up, down, elapsed)
+
+
 def _call_kind(path: str) -> str:
     """A fixed name per endpoint: session ids stay out of metric labels."""
     if path.endswith("/step"):
         return "step"
     if path.startswith("/v1/sessions/"):
         return "close"
-    return {"/v1/sessions": "open", "/v1/sketch": "sketch", "/v1/info": "info"}.get(path, "other")
+    kinds = {"/v1/sessions": "open", "/v1/sketch": "sketch", SKETCH_STREAM: "sketch"}
+    return {**kinds, "/v1/info": "info"}.get(path, "other")
 
 
 def _worth_retrying(error: CloudError) -> bool:
@@ -380,7 +568,9 @@ def _rejection(response: httpx.Response) -> CloudError:
     status, code = response.status_code, _error_code(response)
     detail = f"answered {status}: {_error_message(response)}"
     if status in RETRY_LATER_STATUSES:
-        return CloudBusy(detail, status=status, code=code)
+        busy = CloudBusy(detail, status=status, code=code)
+        busy.retry_after_s = _retry_after_s(response)
+        return busy
     if status == 502:  # a load balancer found no live replica, or it died mid-answer
         return CloudUnreachable(detail, status=status, code=code)
     if status == 504:

@@ -31,9 +31,11 @@ from pydantic import BaseModel
 from edge_agent.conversation import Conversation
 from edge_agent.prompts import (
     FIELD_CHARS,
+    OUTLINE_JOIN,
     WRITING_CHARS,
     WRITINGS,
     clip,
+    outline_block,
     private_system_prompt,
     private_user_prompt,
     profile_line,
@@ -200,6 +202,34 @@ def assemble(
             fields_dropped=dropped,
         ),
     )
+
+
+def with_outline(
+    model: ChatTokenizer, built: BudgetedPrompt, outline: Sequence[str]
+) -> BudgetedPrompt:
+    """``built`` (assembled without an outline) with ``outline`` at the end of its user
+    turn, as ``assemble`` would place it; what the budget chose stays as it was, so the
+    prompt up to the outline does not depend on it. The caller checks the length."""
+    messages = _outlined(built, outline)
+    text = model.render_chat(messages)
+    tokens = model.tokenize(text)
+    report = built.report.model_copy(update={"prompt_tokens": len(tokens)})
+    return BudgetedPrompt(messages, text, tokens, report)
+
+
+def outline_prefix_text(model: ChatTokenizer, built: BudgetedPrompt, points: Sequence[str]) -> str:
+    """The text of ``with_outline(model, built, outline)`` up to the end of its first
+    ``points``, for any outline that begins with them (the outline's intro when there
+    are none yet): what can be evaluated before the rest of the outline exists."""
+    messages = _outlined(built, points)
+    content = messages[-1]["content"]
+    text = model.render_chat(messages)
+    return text[: text.rindex(content) + len(content)]
+
+
+def _outlined(built: BudgetedPrompt, outline: Sequence[str]) -> Messages:
+    *before, user = built.messages
+    return [*before, {**user, "content": user["content"] + OUTLINE_JOIN + outline_block(outline)}]
 
 
 class _Counter:

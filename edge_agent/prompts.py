@@ -29,6 +29,8 @@ WRITING_CHARS = 1_200
 WRITINGS = 4
 
 PUBLIC_SYSTEM = "You are a helpful writing assistant."
+OUTLINE_JOIN = "\n\n"  # between the parts of the user turn
+OUTLINE_INTRO = "Follow this outline, filling it with details from my profile and my own voice:"
 
 
 def task_title(task: str) -> str:
@@ -69,12 +71,15 @@ def private_user_prompt(
         parts.append("\n\n".join([WRITINGS_HEADING, *writings]))
     parts.append(f"Task: {task}")
     if outline:
-        points = "\n".join(f"{i}. {p}" for i, p in enumerate(outline, 1))
-        parts.append(
-            "Follow this outline, filling it with details from my profile "
-            f"and my own voice:\n{points}"
-        )
-    return "\n\n".join(parts)
+        parts.append(outline_block(outline))
+    return OUTLINE_JOIN.join(parts)
+
+
+def outline_block(outline: Sequence[str]) -> str:
+    """The outline's part of the user turn, its last part (``OUTLINE_JOIN`` before it):
+    a prompt can be evaluated up to it before the outline exists, then point by point."""
+    points = "\n".join(f"{i}. {p}" for i, p in enumerate(outline, 1))
+    return f"{OUTLINE_INTRO}\n{points}"
 
 
 def private_messages(

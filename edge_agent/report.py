@@ -56,8 +56,10 @@ class CompletionReport(BaseModel):
     cloud_calls: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
-    cloud_wait_s: float = 0.0
+    cloud_wait_s: float = 0.0  # a streamed outline: only the wait with nothing else to do
     total_s: float = 0.0
+    # Sketch mode: from the outline's end (done, failed or left out) to the first text.
+    outline_to_first_token_s: float | None = None
     # The choice's finish_reason, computed once by the gateway; not part of `cogenesis`.
     finish_reason: Finish = Field("stop", exclude=True)
 

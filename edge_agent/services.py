@@ -86,6 +86,7 @@ def build_services(
         token=settings.cloud_token,
         ledger=store.ledger,
         timeout_s=settings.cloud_timeout_s,
+        read_timeout_s=settings.cloud_read_timeout_s,
         connect_timeout_s=settings.cloud_connect_timeout_s,
         retries=settings.cloud_retries,
         metrics=metrics,

@@ -65,6 +65,12 @@ class EdgeSettings(BaseSettings):
         "'alias=mode' pairs separated by commas, e.g. 'gpt-4o-mini=cogenesis-sketch'.",
     )
     cloud_timeout_s: float = Field(60.0, gt=0, description="Read timeout of one cloud call, s.")
+    cloud_read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest wait for the next bytes of the streamed outline (its answer, "
+        "which waits in the cloud's queue, then each event), s; within cloud_timeout_s.",
+    )
     cloud_connect_timeout_s: float = Field(3.0, gt=0, description="Cloud connect timeout, s.")
     cloud_retries: int = Field(2, ge=0, description="Retries of idempotent cloud calls.")
     prefix_cache_entries: int = Field(8, ge=0, description="Users whose KV prefix is kept.")

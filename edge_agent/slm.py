@@ -7,7 +7,6 @@ steps with the cloud's top-k at token granularity.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -113,6 +112,10 @@ class SmallModel:
     def tokens(self) -> list[int]:
         return self._context.tokens
 
+    def shared_prefix(self, tokens: Sequence[int]) -> int:
+        """How many leading ``tokens`` the context holds already."""
+        return self._context.shared_prefix(tokens)
+
     def start(
         self, tokens: Sequence[int], *, prefix_key: str | None = None, prefix_len: int = 0
     ) -> np.ndarray:
@@ -210,19 +213,37 @@ class SmallModelPool:
     def __init__(self, factory: Callable[[], SmallModel], size: int = 1) -> None:
         if size < 1:
             raise ValueError("a pool needs at least one model")
-        self._idle: queue.SimpleQueue[SmallModel] = queue.SimpleQueue()
         self.models = [factory() for _ in range(size)]
-        for model in self.models:
-            self._idle.put(model)
+        self._idle = list(self.models)  # longest idle first
+        self._changed = threading.Condition()
 
     @property
     def primary(self) -> SmallModel:
         return self.models[0]
 
+    @property
+    def idle(self) -> int:
+        """How many models no request holds."""
+        with self._changed:
+            return len(self._idle)
+
     @contextmanager
-    def acquire(self) -> Iterator[SmallModel]:
-        model = self._idle.get()
+    def acquire(
+        self, prefer: SmallModel | None = None, tokens: Sequence[int] = ()
+    ) -> Iterator[SmallModel]:
+        """A model for the ``with``; waits while all are busy. ``prefer`` if it is idle
+        (its context may still hold the caller's tokens), else the idle one whose
+        context shares most of ``tokens``, else the one idle longest."""
+        with self._changed:
+            self._changed.wait_for(lambda: bool(self._idle))
+            if any(m is prefer for m in self._idle):
+                model = prefer
+            else:  # max() keeps the first of equals: the one idle longest
+                model = max(self._idle, key=lambda m: m.shared_prefix(tokens) if tokens else 0)
+            self._idle.remove(model)
         try:
             yield model
         finally:
-            self._idle.put(model)
+            with self._changed:
+                self._idle.append(model)
+                self._changed.notify()

@@ -62,6 +62,38 @@ class SketchResponse(WireModel):
     completion_tokens: int
 
 
+class SketchPointEvent(WireModel):
+    """``POST /v1/sketch/stream``, SSE event ``point``: one outline point, sent as soon
+    as its line is finished. The points of a stream are those /v1/sketch would return."""
+
+    type: Literal["point"] = "point"
+    index: int = Field(ge=0, lt=limits.MAX_SKETCH_POINTS)
+    point: str = Field(max_length=limits.MAX_POINT_CHARS)
+
+
+class SketchDoneEvent(WireModel):
+    """SSE event ``done``, the last of a stream that succeeded."""
+
+    type: Literal["done"] = "done"
+    protocol_version: Version = limits.PROTOCOL_VERSION
+    points: int = Field(ge=1, le=limits.MAX_SKETCH_POINTS, description="point events sent")
+    model_id: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class SketchErrorEvent(WireModel):
+    """SSE event ``error``: the stream failed after it began; nothing follows."""
+
+    type: Literal["error"] = "error"
+    error: ErrorBody
+
+
+SketchEvent = Annotated[
+    SketchPointEvent | SketchDoneEvent | SketchErrorEvent, Field(discriminator="type")
+]
+
+
 class TopK(WireModel):
     """Top-k next-token log-probs at one position.
 

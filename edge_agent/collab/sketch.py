@@ -8,13 +8,15 @@ model, which then writes the answer from the private prompt plus this outline.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.guard.request import RequestGuard
-from edge_agent.outbound import CloudClient, CloudError, CloudUsage, GuardRecord
+from edge_agent.outbound import CloudClient, CloudError, CloudRejected, CloudUsage, GuardRecord
 from edge_agent.prompts import task_title
-from shared_protocol import SketchRequest
+from shared_protocol import SketchPointEvent, SketchRequest
 from shared_protocol.limits import MAX_INSTRUCTION_CHARS
 
 
@@ -37,7 +39,64 @@ def fetch_outline(
     max_tokens: int = 160,
 ) -> OutlineResult:
     """Ask the cloud for an outline; never raises for cloud trouble, degrades instead."""
-    ctx, policy = guard.ctx, guard.policy
+    asked = _ask(guard, task, max_points, max_tokens)
+    if isinstance(asked, OutlineResult):
+        return asked
+    request, record = asked
+    try:
+        reply = cloud.sketch(
+            request, user_id=guard.ctx.user_id, usage=usage, guard=_guard_record(guard, record)
+        )
+    except CloudError as exc:
+        return _failed(exc, record)
+    return _restored(guard, list(reply.points), record)
+
+
+def stream_outline(
+    cloud: CloudClient,
+    guard: RequestGuard,
+    task: str,
+    *,
+    usage: CloudUsage,
+    max_points: int,
+    max_tokens: int = 160,
+    on_point: Callable[[str], None],
+    stop: threading.Event,
+) -> OutlineResult:
+    """``fetch_outline`` through the streamed route: ``on_point`` gets each point, its
+    placeholders restored, as it arrives. ``stop`` set ends the stream at the next
+    event (the connection closes; the cloud stops); the result is then degraded."""
+    asked = _ask(guard, task, max_points, max_tokens)
+    if isinstance(asked, OutlineResult):
+        return asked
+    request, record = asked
+    points: list[str] = []
+    events = cloud.sketch_stream(
+        request, user_id=guard.ctx.user_id, usage=usage, guard=_guard_record(guard, record)
+    )
+    try:
+        for event in events:
+            if stop.is_set():
+                return OutlineResult(degraded=True, reason=STOPPED, guard=record)
+            if isinstance(event, SketchPointEvent):
+                points.append(event.point)
+                on_point(guard.placeholders.restore(event.point))
+            elif event.points != len(points):
+                raise CloudRejected(f"the outline ended after {len(points)} of {event.points}")
+    except CloudError as exc:
+        return _failed(exc, record)
+    finally:
+        events.close()
+    return _restored(guard, points, record)
+
+
+STOPPED = "the outline was not waited for"
+
+
+def _ask(
+    guard: RequestGuard, task: str, max_points: int, max_tokens: int
+) -> tuple[SketchRequest, dict[str, Any]] | OutlineResult:
+    """The request for the guarded title, or the degraded result when it is blocked."""
     instruction = task_title(task)[:MAX_INSTRUCTION_CHARS]
     inspected = guard.inspect(instruction)
     record = inspected.to_record()
@@ -50,17 +109,19 @@ def fetch_outline(
     request = SketchRequest(
         instruction=inspected.text, max_points=max_points, max_tokens=max_tokens
     )
-    try:
-        reply = cloud.sketch(
-            request,
-            user_id=ctx.user_id,
-            usage=usage,
-            guard=GuardRecord(policy=policy, findings=record.get("findings")),
-        )
-    except CloudError as exc:
-        # str(exc) starts with the kind: cloud busy, unreachable or timed out.
-        reason = f"{exc}; answered on the device without an outline"
-        return OutlineResult(degraded=True, reason=reason, guard=record)
-    points = list(reply.points)
+    return request, record
+
+
+def _guard_record(guard: RequestGuard, record: dict[str, Any]) -> GuardRecord:
+    return GuardRecord(policy=guard.policy, findings=record.get("findings"))
+
+
+def _failed(exc: CloudError, record: dict[str, Any]) -> OutlineResult:
+    # str(exc) starts with the kind: cloud busy, unreachable or timed out.
+    reason = f"{exc}; answered on the device without an outline"
+    return OutlineResult(degraded=True, reason=reason, guard=record)
+
+
+def _restored(guard: RequestGuard, points: list[str], record: dict[str, Any]) -> OutlineResult:
     restored = [guard.placeholders.restore(point) for point in points]
     return OutlineResult(points=points, private_points=restored, guard=record)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cloud_service.sketch import outline_complete, parse_points
+from cloud_service.sketch import OutlineStream, outline_complete, parse_points
 from shared_protocol import limits
 
 
@@ -42,6 +44,32 @@ def test_prose_falls_back_to_sentences() -> None:
 def test_cut_off_output_drops_the_unfinished_last_item() -> None:
     text = "1. First point\n2. Second point\n3. Third point that was cut in the mid"
     assert parse_points(text, 6, cut_off=True) == ["First point", "Second point"]
+
+
+def test_cut_off_output_keeps_a_last_item_whose_line_was_finished() -> None:
+    text = "1. First point\n2. Second point\n"
+    assert parse_points(text, 6, cut_off=True) == ["First point", "Second point"]
+
+
+LINES = ["1. Intro", "2) Body", "- Close", "Some prose. More.", "", "   - nested", "## Head"]
+LINES += ["```", "1. Intro", "**", "3. A point cut in the mid", "<|im_end|>"]
+
+
+@given(
+    lines=st.lists(st.sampled_from(LINES), max_size=10),
+    line_end=st.booleans(),
+    cut_off=st.booleans(),
+)
+def test_streamed_points_are_exactly_the_parsed_points(
+    lines: list[str], line_end: bool, cut_off: bool
+) -> None:
+    text = "\n".join(lines) + ("\n" if line_end else "")
+    outline = OutlineStream(4, fallback="Write the letter.")
+    streamed: list[str] = []
+    for end in (i + 1 for i, char in enumerate(text) if char == "\n"):
+        streamed += outline.finished(text[:end])  # the engine's hint, at each line end
+    streamed += outline.rest(text, cut_off=cut_off)
+    assert streamed == parse_points(text, 4, "Write the letter.", cut_off=cut_off)
 
 
 @pytest.mark.parametrize("text", ["", "   \n\n", "```\n```", "**", "1.\n2.\n-", "<|im_end|>"])

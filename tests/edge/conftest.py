@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from cloud_service.settings import CloudSettings
 from cloud_service.testing import shared_default_engine, start_cloud_server
+from cogenesis.servers import free_port, start_cloud_process, wait_healthy
 from edge_agent.app import EdgeServices, build_services, create_app
 from edge_agent.prefix_cache import PrefixCache
 from edge_agent.settings import EdgeSettings
@@ -147,3 +150,24 @@ def start_edge(tmp_path, pool, guard):
 @pytest.fixture
 def edge(start_edge, cloud) -> Edge:
     return start_edge(cloud.url)
+
+
+@pytest.fixture
+def cloud_process(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real cloud in a process of its own, so that a test can kill it mid-answer."""
+    port = free_port()
+    env = {
+        "COGENESIS_CLOUD_TOKEN": CLOUD_TOKEN,
+        "COGENESIS_CLOUD_PORT": str(port),
+        "COGENESIS_CLOUD_N_THREADS": "1",
+    }
+    log = tmp_path / "cloud.log"
+    process = start_cloud_process(env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait(20)

@@ -91,10 +91,11 @@ def test_a_returning_user_reuses_the_cached_private_prefix(edge) -> None:
     )
     cold = first.model_extra["cogenesis"]
     warm = again.model_extra["cogenesis"]
-    # Cold reuses at most the instruction text every private prompt starts with; warm
-    # reuses the whole profile and history.
+    # Cold reuses at most the text every private prompt here starts with (the pool lends
+    # the context that shares most: the instructions, up to the profile's name); warm
+    # reuses the whole profile.
     assert cold["prefix_cached_tokens"] < 80
-    assert warm["prefix_cached_tokens"] > cold["prefix_cached_tokens"] + 60
+    assert warm["prefix_cached_tokens"] > cold["prefix_cached_tokens"] + 40
     assert again.choices[0].message.content == first.choices[0].message.content
 
 

@@ -189,6 +189,7 @@ def assert_guard_records(sent: Sent, policy: str) -> None:
 
 
 MODES = ["local", "cogenesis-sketch", "cogenesis-logits"]
+SENT_TITLE_TO = ("/v1/sketch", "/v1/sketch/stream", "/v1/sessions")  # the calls with a title
 POLICIES = ["redact", "block", "off"]
 
 
@@ -216,7 +217,7 @@ def test_every_mode_and_policy(edge, cloud, user, mode, policy) -> None:
         assert leaked(sent.readable, PLANTED.all) == []
         # Numbered placeholders, the same value always the same one within the request.
         assert re.search(r"<(PERSON|LOCATION|PRIVATE)_\d+>", raw)
-        opened = next(e for e in sent.ledger if e["endpoint"] in ("/v1/sketch", "/v1/sessions"))
+        opened = next(e for e in sent.ledger if e["endpoint"] in SENT_TITLE_TO)
         assert len(opened["guard_findings"]) >= 4  # one per private item in the title
     else:  # off: the unguarded title leaves, and the detector sees it
         assert sorted(leaked(raw, TITLE_CANARIES)) == sorted(TITLE_CANARIES)

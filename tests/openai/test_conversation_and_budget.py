@@ -151,9 +151,9 @@ def test_dropped_streams_free_their_workers_at_once(edge, user, mode) -> None:
     list(third)
     assert first is not None and waited < 10, f"the third request waited {waited:.1f} s"
     deadline = time.monotonic() + 5
-    while pool._idle.qsize() < 2 and time.monotonic() < deadline:
+    while pool.idle < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert pool._idle.qsize() == 2, "a dropped stream still holds a worker"
+    assert pool.idle == 2, "a dropped stream still holds a worker"
     if mode == "cogenesis-logits":
         deletes = [e for e in json.loads(ledger_text(edge))["data"] if e.get("method") == "DELETE"]
         assert deletes, "the cloud session of a dropped stream was not closed"
@@ -184,6 +184,6 @@ def test_a_plain_request_whose_client_goes_away_is_stopped(edge, user) -> None:
     thread.join()
     assert gone.is_set(), "the long answer finished within 2 s; the test proves nothing"
     deadline = time.monotonic() + 5
-    while pool._idle.qsize() < 2 and time.monotonic() < deadline:
+    while pool.idle < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert pool._idle.qsize() == 2, "the abandoned request still holds a worker"
+    assert pool.idle == 2, "the abandoned request still holds a worker"

@@ -17,6 +17,7 @@ OPERATIONS = [
     "GET /healthz",
     "GET /v1/info",
     "POST /v1/sketch",
+    "POST /v1/sketch/stream",
     "POST /v1/sessions",
     "POST /v1/sessions/{session_id}/step",
     "DELETE /v1/sessions/{session_id}",
@@ -68,6 +69,8 @@ CASES = [
     ("GET /v1/models", POSITIVE, EXAMPLES),
     ("POST /v1/sketch", POSITIVE, max(2, EXAMPLES // 3)),
     ("POST /v1/sketch", NEGATIVE, EXAMPLES),
+    ("POST /v1/sketch/stream", POSITIVE, max(2, EXAMPLES // 3)),
+    ("POST /v1/sketch/stream", NEGATIVE, EXAMPLES),
     ("POST /v1/sessions", POSITIVE, EXAMPLES),
     ("POST /v1/sessions", NEGATIVE, EXAMPLES),
     ("POST /v1/sessions/{session_id}/step", POSITIVE, EXAMPLES),
@@ -86,6 +89,6 @@ def test_generated_requests_get_documented_answers(
     fuzz(load_spec(cloud_url), label, cloud_url, headers, mode, examples)
 
 
-@pytest.mark.parametrize("label", ["GET /v1/info", "POST /v1/sketch"])
+@pytest.mark.parametrize("label", ["GET /v1/info", "POST /v1/sketch", "POST /v1/sketch/stream"])
 def test_generated_requests_without_the_token_are_401(cloud_url: str, label: str) -> None:
     fuzz(load_spec(cloud_url), label, cloud_url, {}, GenerationMode.POSITIVE, examples=5)
