@@ -1,17 +1,13 @@
 """`create_app(settings, engine=None)`: the cloud routes, tenants, limits and error shape.
 
-Work that touches the engine runs in threads of its own pool (``_EngineWork``), behind
-the admission queue, so a decode never blocks the event loop and waiting requests never
-take the threads that cheap routes need.
+Work that touches the engine, on every route, runs through ``EngineWork``
+(engine_work.py): behind the admission queue, in threads of its own pool.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 import anyio
 from fastapi import FastAPI, Request, Response
@@ -20,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_service.admission import Admission
+from cloud_service.engine_work import EngineWork, client_gone, tenant_of
 from cloud_service.engines import Engine, TopKRow, build_engine
 from cloud_service.errors import (
     ClientGone,
@@ -31,8 +28,6 @@ from cloud_service.errors import (
 from cloud_service.metrics import CloudMetrics
 from cloud_service.middleware import (
     CLIENT_CLOSED_STATUS,
-    CLIENT_GONE_KEY,
-    TENANT_KEY,
     GuardMiddleware,
     MetricsMiddleware,
     RequestRecorder,
@@ -48,7 +43,6 @@ from cloud_service.sketch import (
     parse_points,
     sketch_user_message,
 )
-from cloud_service.tenants import Tenant
 from shared_protocol import limits
 from shared_protocol.messages import (
     InfoResponse,
@@ -64,51 +58,10 @@ from shared_protocol.messages import (
 log = logging.getLogger("cloud_service")
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-T = TypeVar("T")
 
 
 class NoTenants(ValueError):
     """No token is configured: nobody could call the service."""
-
-
-class _EngineWork:
-    """Runs engine-bound calls in a thread pool of their own, through admission.
-
-    Tokens are charged to the tenant once the request is admitted: a request shed by a
-    full queue costs nothing, and its retry is not charged twice.
-    """
-
-    def __init__(self, admission: Admission, quotas: TenantQuotas) -> None:
-        self.admission = admission
-        self.quotas = quotas
-        # Every admitted or queued request holds a thread while it waits or runs.
-        self._threads = anyio.CapacityLimiter(admission.thread_capacity)
-
-    async def run(self, http: Request, fn: Callable[[], T], *, tokens: int) -> T:
-        tenant, gone = tenant_of(http), client_gone(http)
-        ticket = self.admission.reserve(tenant.name)  # sheds here, before taking a thread
-        started = False
-
-        def admitted() -> T:
-            nonlocal started
-            started = True
-            with self.admission.hold(ticket, gone.is_set):
-                self.quotas.charge_tokens(tenant, tokens)
-                return fn()
-
-        try:
-            return await anyio.to_thread.run_sync(admitted, limiter=self._threads)
-        finally:
-            if not started:  # cancelled before a thread picked it up
-                self.admission.cancel(ticket)
-
-
-def tenant_of(http: Request) -> Tenant:
-    return http.scope[TENANT_KEY]  # set by GuardMiddleware on every /v1 route
-
-
-def client_gone(http: Request) -> threading.Event:
-    return http.scope[CLIENT_GONE_KEY]
 
 
 def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI:
@@ -161,7 +114,7 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
         engine_active=lambda: admission.active,
     )
     quotas = TenantQuotas()
-    work = _EngineWork(admission, quotas)
+    work = EngineWork(admission, quotas)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = registry
@@ -299,7 +252,7 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
         registry.close(session_id, owner=tenant_of(http).name)
         return Response(status_code=204)
 
-    app.include_router(openai_chat_router(engine))
+    app.include_router(openai_chat_router(engine, work))
 
     return app
 
