@@ -44,6 +44,7 @@ from cloud_service.sketch import (
     sketch_user_message,
 )
 from shared_protocol import limits
+from shared_protocol.catch_all import CatchAllMiddleware
 from shared_protocol.messages import (
     InfoResponse,
     SessionOpenRequest,
@@ -119,6 +120,7 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
     app.state.engine = engine
     app.state.sessions = registry
     recorder = RequestRecorder(settings.record_requests_to) if settings.record_requests_to else None
+    _add_error_handlers(app)
     metrics_token = settings.metrics_token
     app.add_middleware(
         GuardMiddleware,
@@ -130,7 +132,6 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
     )
     # Added last, so outermost: it also times and counts what the guard refuses.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
-    _add_error_handlers(app)
     _document_bearer_auth(app)
 
     @app.get("/healthz")
@@ -296,6 +297,13 @@ def _error(
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    """The error shape for every known error, and the catch-all for the rest: added
+    before any other middleware, so innermost, so the metrics count its 500s."""
+    internal = {
+        "error": {"code": "internal_error", "message": "internal error; see the server log"}
+    }
+    app.add_middleware(CatchAllMiddleware, log=log, body=internal)
+
     @app.exception_handler(CloudError)
     async def cloud_error(_: Request, exc: CloudError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message, exc.retry_after_s)
@@ -319,11 +327,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return _error(500, "internal_error", "internal error; see the server log")
 
 
 def _describe(errors: list[dict]) -> str:
