@@ -173,9 +173,10 @@ class VllmEngine(Engine):
         return completion.outputs[0].text, len(completion.outputs[0].token_ids)
 
     def _stream(self, job: Generation) -> ChatStream:
-        """One vLLM request, run to its end here (continuous batching shares the steps);
-        the stop strings are cut by ChatStream as on llama.cpp (vLLM also stops at them,
-        so no tokens are wasted past one). A client that left aborts the request."""
+        """One vLLM request, run when the stream is first read (so behind admission, as
+        on llama.cpp); continuous batching shares its steps with the others. The stop
+        strings are cut by ChatStream as on llama.cpp (vLLM also stops at them, so no
+        tokens are wasted past one). A client that left aborts the request."""
         options = job.sampling
         params = self._vllm.SamplingParams(
             max_tokens=job.budget,
@@ -185,12 +186,16 @@ class VllmEngine(Engine):
             stop=list(options.stop) or None,
             include_stop_str_in_output=True,
         )
-        completion = self._driver.run(job.prompt, params, cancelled=job.cancelled).outputs[0]
+
+        def tokens() -> Iterator[int]:
+            completion = self._driver.run(job.prompt, params, cancelled=job.cancelled)
+            # vLLM keeps the end-of-turn id in token_ids; it is not text.
+            yield from (t for t in completion.outputs[0].token_ids if t not in self._special_ids)
+
         pieces = self._pieces()
         return ChatStream(
             prompt_tokens=len(job.prompt),
-            # vLLM keeps the end-of-turn id in token_ids; it is not text.
-            tokens=[t for t in completion.token_ids if t not in self._special_ids],
+            tokens=tokens(),
             token_bytes=pieces.__getitem__,
             budget=job.budget,
             stop=options.stop,
