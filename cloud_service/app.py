@@ -1,8 +1,7 @@
 """`create_app(settings, engine=None)`: the cloud routes, tenants, limits and error shape.
 
-Work that touches the engine runs in threads of its own pool (``_EngineWork``), behind
-the admission queue, so a decode never blocks the event loop and waiting requests never
-take the threads that cheap routes need.
+Work that touches the engine, on every route, runs through ``EngineWork``
+(engine_work.py): behind the admission queue, in threads of its own pool.
 """
 
 from __future__ import annotations
@@ -10,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 import anyio
 from fastapi import FastAPI, Request, Response
@@ -22,6 +18,7 @@ from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_service.admission import Admission
+from cloud_service.engine_work import EngineWork, client_gone, tenant_of
 from cloud_service.engines import ChatResult, Engine, TopKRow, build_engine
 from cloud_service.errors import (
     ClientGone,
@@ -33,8 +30,6 @@ from cloud_service.errors import (
 from cloud_service.metrics import CloudMetrics
 from cloud_service.middleware import (
     CLIENT_CLOSED_STATUS,
-    CLIENT_GONE_KEY,
-    TENANT_KEY,
     GuardMiddleware,
     MetricsMiddleware,
     RequestRecorder,
@@ -51,8 +46,8 @@ from cloud_service.sketch import (
     sketch_user_message,
 )
 from cloud_service.sketch_stream import PING_S, SSE_DOC, OutlineRelay
-from cloud_service.tenants import Tenant
 from shared_protocol import limits
+from shared_protocol.catch_all import CatchAllMiddleware
 from shared_protocol.messages import (
     InfoResponse,
     SessionOpenRequest,
@@ -67,71 +62,10 @@ from shared_protocol.messages import (
 log = logging.getLogger("cloud_service")
 
 _STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-T = TypeVar("T")
 
 
 class NoTenants(ValueError):
     """No token is configured: nobody could call the service."""
-
-
-class _EngineWork:
-    """Runs engine-bound calls in a thread pool of their own, through admission.
-
-    Tokens are charged to the tenant once the request is admitted: a request shed by a
-    full queue costs nothing, and its retry is not charged twice.
-    """
-
-    def __init__(self, admission: Admission, quotas: TenantQuotas) -> None:
-        self.admission = admission
-        self.quotas = quotas
-        # Every admitted or queued request holds a thread while it waits or runs.
-        self._threads = anyio.CapacityLimiter(admission.thread_capacity)
-
-    async def run(self, http: Request, fn: Callable[[], T], *, tokens: int) -> T:
-        return await (await self.start(http, fn, tokens=tokens))
-
-    async def start(self, http: Request, fn: Callable[[], T], *, tokens: int) -> asyncio.Future[T]:
-        """Returns once the work holds its slot and is charged (so shedding, queueing and
-        quotas raise here, before a streamed answer begins), with its result's future."""
-        tenant, gone = tenant_of(http), client_gone(http)
-        ticket = self.admission.reserve(tenant.name)  # sheds here, before taking a thread
-        loop = asyncio.get_running_loop()
-        began = asyncio.Event()
-        started = False
-
-        def admitted() -> T:
-            nonlocal started
-            started = True
-            with self.admission.hold(ticket, gone.is_set):
-                self.quotas.charge_tokens(tenant, tokens)
-                loop.call_soon_threadsafe(began.set)
-                return fn()
-
-        async def running() -> T:
-            try:
-                return await anyio.to_thread.run_sync(admitted, limiter=self._threads)
-            finally:
-                if not started:  # cancelled before a thread picked it up
-                    self.admission.cancel(ticket)
-
-        task = asyncio.ensure_future(running())
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # always retrieved
-        waiting = asyncio.ensure_future(began.wait())
-        try:
-            await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
-        if task.done():
-            task.result()  # shed, gone or over quota before it began: raise that
-        return task
-
-
-def tenant_of(http: Request) -> Tenant:
-    return http.scope[TENANT_KEY]  # set by GuardMiddleware on every /v1 route
-
-
-def client_gone(http: Request) -> threading.Event:
-    return http.scope[CLIENT_GONE_KEY]
 
 
 def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI:
@@ -184,11 +118,12 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
         engine_active=lambda: admission.active,
     )
     quotas = TenantQuotas()
-    work = _EngineWork(admission, quotas)
+    work = EngineWork(admission, quotas)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = registry
     recorder = RequestRecorder(settings.record_requests_to) if settings.record_requests_to else None
+    _add_error_handlers(app)
     metrics_token = settings.metrics_token
     app.add_middleware(
         GuardMiddleware,
@@ -200,7 +135,6 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
     )
     # Added last, so outermost: it also times and counts what the guard refuses.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
-    _add_error_handlers(app)
     _document_bearer_auth(app)
 
     @app.get("/healthz")
@@ -354,7 +288,7 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
         registry.close(session_id, owner=tenant_of(http).name)
         return Response(status_code=204)
 
-    app.include_router(openai_chat_router(engine))
+    app.include_router(openai_chat_router(engine, work))
 
     return app
 
@@ -398,6 +332,13 @@ def _error(
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    """The error shape for every known error, and the catch-all for the rest: added
+    before any other middleware, so innermost, so the metrics count its 500s."""
+    internal = {
+        "error": {"code": "internal_error", "message": "internal error; see the server log"}
+    }
+    app.add_middleware(CatchAllMiddleware, log=log, body=internal)
+
     @app.exception_handler(CloudError)
     async def cloud_error(_: Request, exc: CloudError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message, exc.retry_after_s)
@@ -421,11 +362,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return _error(500, "internal_error", "internal error; see the server log")
 
 
 def _describe(errors: list[dict]) -> str:

@@ -3,7 +3,9 @@ server-sent events) and ``GET /v1/models``, as vLLM's server offers them.
 
 This is what the research tools (dataset synthesis, the judge, the cloud-only baselines)
 call, so they run the same on this service, on vLLM's server or on a hosted API. It sits
-behind the same guard as every /v1 route (bearer token, body size). Private context
+behind the same guard as every /v1 route (bearer token, body size), and generates
+through the same admission queue and token quotas as sketches and sessions: past the
+queue a chat gets 503 with Retry-After, which OpenAI's clients wait out and retry. Private context
 never comes here from the edge: the edge talks to the cloud only through its sketch
 and session routes.
 
@@ -18,16 +20,30 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
+from functools import partial
 from typing import Any, Literal
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
+from cloud_service.engine_work import EngineWork, client_gone
 from cloud_service.engines import Engine
 from cloud_service.engines.streaming import ChatStream, SamplingOptions
-from cloud_service.errors import CloudError, error_responses
+from cloud_service.errors import (
+    ClientGone,
+    CloudError,
+    ErrorBody,
+    Overloaded,
+    RateLimited,
+    error_responses,
+)
+from cloud_service.middleware import retry_after_header
 
 log = logging.getLogger("cloud_service.openai_chat")
 
@@ -115,14 +131,32 @@ class OpenAIChatRequest(BaseModel):
 
 
 class OpenAIError(Exception):
-    def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str,
+        param: str | None = None,
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
+        self.retry_after_s = retry_after_s
+
+    @classmethod
+    def retry_later(cls, exc: Overloaded | RateLimited) -> OpenAIError:
+        """A shed or over-quota request, in OpenAI's shape, keeping its Retry-After."""
+        return cls(exc.status, exc.message, exc.code, retry_after_s=exc.retry_after_s)
 
     def response(self) -> JSONResponse:
-        return JSONResponse(
+        response = JSONResponse(
             error_body(self.message, self.code, self.param), status_code=self.status
         )
+        if self.retry_after_s is not None:
+            name, value = retry_after_header(self.retry_after_s)
+            response.headers[name.decode()] = value.decode()
+        return response
 
 
 class _OpenAIErrorDetail(BaseModel):
@@ -141,17 +175,49 @@ class OpenAIErrorBody(BaseModel):
 _OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OpenAIErrorBody, "description": "a parameter is wrong or unsupported (`param`)"},
     404: {"model": OpenAIErrorBody, "description": "the model is not the one served here"},
+    # The guard's requests-per-minute refusal comes in the cloud's shape, the token quota
+    # (charged once admitted) in OpenAI's.
+    429: {
+        "model": ErrorBody | OpenAIErrorBody,
+        "description": "the tenant is past its requests or tokens per minute (`rate_limited`); "
+        "with Retry-After",
+    },
+    503: {
+        "model": OpenAIErrorBody,
+        "description": "the engine's queue is full, or the request waited too long in it "
+        "(`overloaded`); with Retry-After",
+    },
 }
 
 
 def error_body(message: str, code: str, param: str | None = None) -> dict[str, Any]:
-    kind = "invalid_request_error" if code != "internal_error" else "server_error"
+    server_side = code in ("internal_error", Overloaded.code)
+    kind = "server_error" if server_side else "invalid_request_error"
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def router(engine: Engine) -> APIRouter:
-    """The routes, bound to one engine; the engine runs in the threadpool, never on the
-    event loop."""
+class _AdmittedStream(StreamingResponse):
+    """Server-sent events that hold an engine slot, and the stream's lane, until the
+    answer ends however it ends: read to the end, failed, or left by the client."""
+
+    def __init__(self, events: Iterator[str], held: ExitStack) -> None:
+        super().__init__(events, media_type="text/event-stream")
+        self._held = held
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except ClientDisconnect:
+            pass  # the client left: nobody to answer
+        finally:
+            # Off the event loop: closing the stream waits for the engine's lock.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._held.close)
+
+
+def router(engine: Engine, work: EngineWork) -> APIRouter:
+    """The routes, bound to one engine; generation goes through admission (``work``),
+    like every route that computes, and never runs on the event loop."""
     routes = APIRouter()
 
     @routes.get("/v1/models", responses=error_responses(401))
@@ -171,22 +237,32 @@ def router(engine: Engine) -> APIRouter:
             return OpenAIError(400, "the body is not valid JSON", "bad_json").response()
         try:
             parsed = _parse(payload, engine)
+            # Lazy: this only tokenizes; the tokens are generated once admitted.
             stream = await run_in_threadpool(
-                engine.stream_chat, parsed.messages_for_template(), parsed.sampling(engine.n_ctx)
+                partial(
+                    engine.stream_chat,
+                    parsed.messages_for_template(),
+                    parsed.sampling(engine.n_ctx),
+                    cancelled=client_gone(request).is_set,  # stop at the next token
+                )
             )
         except OpenAIError as exc:
             return exc.response()
         except CloudError as exc:  # e.g. the prompt does not fit the context
             return OpenAIError(400, exc.message, exc.code, "messages").response()
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        if parsed.stream:
-            usage = parsed.stream_options is not None and parsed.stream_options.include_usage
-            # A sync iterator: Starlette pulls it from a worker thread, token by token.
-            return StreamingResponse(
-                _events(stream, cid, engine.model_id, usage), media_type="text/event-stream"
-            )
-        text = await run_in_threadpool(stream.text)
-        return JSONResponse(_completion(cid, engine.model_id, text, stream))
+        # The budget asked for is charged, as for a sketch: the cost is known only after.
+        try:
+            if not parsed.stream:
+                text = await work.run(request, stream.text, tokens=stream.budget)
+                return JSONResponse(_completion(cid, engine.model_id, text, stream))
+            held = await work.admit(request, tokens=stream.budget)
+        except (Overloaded, RateLimited) as exc:
+            return OpenAIError.retry_later(exc).response()
+        held.callback(stream.close)  # first the lane, then the slot
+        usage = parsed.stream_options is not None and parsed.stream_options.include_usage
+        # A sync iterator: Starlette pulls it from a worker thread, token by token.
+        return _AdmittedStream(_events(stream, cid, engine.model_id, usage), held)
 
     return routes
 
@@ -276,6 +352,8 @@ def _events(stream: ChatStream, cid: str, model: str, include_usage: bool) -> It
     try:
         for piece in stream:
             yield chunk({"content": piece})
+    except ClientGone:
+        return  # nobody reads on
     except Exception:  # the status line is sent: report in-band, as OpenAI does
         log.exception("chat generation failed")
         yield f"data: {json.dumps(error_body('generation failed', 'internal_error'))}\n\n"

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import re
-import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,7 +37,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared_protocol import catch_all
 
 log = logging.getLogger("edge_agent")
 
@@ -170,42 +170,7 @@ def _where(loc: Any) -> str:
 def log_unexpected(exc: BaseException, where: str) -> None:
     """Log an unexpected error by type and traceback, without its message: a message can
     quote private context (a prompt, a profile value), and logs must not."""
-    frames = "".join(traceback.format_tb(exc.__traceback__))
-    log.error("unexpected %s in %s (message withheld)\n%s", type(exc).__name__, where, frames)
-
-
-class CatchAllMiddleware:
-    """Anything unexpected: logged with its traceback, answered with a generic 500.
-
-    It does not re-raise (Starlette's own error middleware does, and the server then drops
-    the kept-alive connection without a word), so the client's next request on the
-    connection works.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as exc:
-            log_unexpected(exc, f"{scope.get('method')} {scope.get('path')}")
-            if started:  # too late for a status: the server closes the response
-                raise
-            body = openai_error(
-                "internal error; see the edge's log", "server_error", "internal_error"
-            )
-            await JSONResponse(body, status_code=500)(scope, receive, send)
+    catch_all.log_unexpected(log, exc, where)
 
 
 def _spec_with_real_statuses(app: FastAPI) -> None:
@@ -230,7 +195,9 @@ def _spec_with_real_statuses(app: FastAPI) -> None:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_middleware(CatchAllMiddleware)
+    # Innermost of the edge's middleware: see shared_protocol/catch_all.py.
+    internal = openai_error("internal error; see the edge's log", "server_error", "internal_error")
+    app.add_middleware(catch_all.CatchAllMiddleware, log=log, body=internal)
     _spec_with_real_statuses(app)
 
     @app.exception_handler(ApiError)

@@ -3,8 +3,9 @@
 Sessions and routes talk to engines through five calls: ``chat_prompt_tokens``, ``chat``,
 ``score``, ``release`` and the read-only facts (model id, vocabulary, fingerprint). An
 engine implements ``chat`` as ``_generate``: the prompt and the token budget are worked
-out here, once for every engine. The OpenAI-compatible route calls ``stream_chat``, which
-an engine implements as ``chat_messages_tokens`` and ``_stream``.
+out here, once for every engine, into a ``Generation``. The OpenAI-compatible route calls
+``stream_chat``, which an engine implements as ``chat_messages_tokens`` and ``_stream``,
+on the same ``Generation``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,22 @@ class ChatResult(NamedTuple):
     text: str
     prompt_tokens: int
     completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One reply to generate, every input resolved: what ``_generate`` and ``_stream`` get.
+
+    ``sampling.max_tokens`` is what was asked; ``budget`` is what the context leaves of
+    it. ``stop`` is the line-end hint of ``chat`` (None for streams, whose stop strings
+    are in ``sampling``).
+    """
+
+    prompt: list[int]
+    budget: int
+    sampling: SamplingOptions
+    cancelled: Cancelled
+    stop: StopHint | None = None
 
 
 class Engine(ABC):
@@ -98,27 +115,45 @@ class Engine(ABC):
         ClientGone (cloud_service.errors) soon after.
         """
         prompt = self.chat_prompt_tokens(system, user)
-        budget = self._chat_budget(len(prompt), max_tokens)
-        text, completion_tokens = self._generate(
-            prompt, budget, temperature, stop, cancelled or _never
-        )
+        # seed 0: a sampled sketch is reproducible, on every engine.
+        sampling = SamplingOptions(max_tokens=max_tokens, temperature=temperature, seed=0)
+        job = self._generation(prompt, sampling, cancelled, stop)
+        text, completion_tokens = self._generate(job)
         return ChatResult(text, len(prompt), completion_tokens)
 
-    def stream_chat(self, messages: ChatMessages, options: SamplingOptions) -> ChatStream:
+    def stream_chat(
+        self,
+        messages: ChatMessages,
+        options: SamplingOptions,
+        *,
+        cancelled: Cancelled | None = None,
+    ) -> ChatStream:
         """A whole conversation through the chat template, generated as a text stream.
 
-        Raises ContextOverflow when the prompt leaves no room for one token.
+        Raises ContextOverflow when the prompt leaves no room for one token. Nothing is
+        generated until the stream is read; ``cancelled()`` is checked as it goes, as in
+        ``chat``. Close the stream (``ChatStream.close``) when it is not read to its end.
         """
         prompt = self.chat_messages_tokens(messages)
-        return self._stream(prompt, self._chat_budget(len(prompt), options.max_tokens), options)
+        return self._stream(self._generation(prompt, options, cancelled))
 
     def chat_messages_tokens(self, messages: ChatMessages) -> list[int]:
         """The chat template over a conversation, with the generation prompt."""
         raise NotImplementedError(f"the {self.name} engine does not serve chat completions")
 
-    def _stream(self, prompt: list[int], budget: int, options: SamplingOptions) -> ChatStream:
-        """The reply to ``prompt`` as a lazy stream (at most ``budget`` tokens)."""
+    def _stream(self, job: Generation) -> ChatStream:
+        """The reply as a lazy stream (at most ``job.budget`` tokens)."""
         raise NotImplementedError(f"the {self.name} engine does not serve chat completions")
+
+    def _generation(
+        self,
+        prompt: list[int],
+        sampling: SamplingOptions,
+        cancelled: Cancelled | None,
+        stop: StopHint | None = None,
+    ) -> Generation:
+        budget = self._chat_budget(len(prompt), sampling.max_tokens)
+        return Generation(prompt, budget, sampling, cancelled or _never, stop)
 
     def _chat_budget(self, prompt_tokens: int, max_tokens: int) -> int:
         """How many tokens the reply may have: max_tokens, or what the context has left."""
@@ -129,15 +164,8 @@ class Engine(ABC):
             )
         return budget
 
-    def _generate(
-        self,
-        prompt: list[int],
-        budget: int,
-        temperature: float,
-        stop: StopHint | None,
-        cancelled: Cancelled,
-    ) -> tuple[str, int]:
-        """The reply to ``prompt`` (at most ``budget`` tokens): its text and token count.
+    def _generate(self, job: Generation) -> tuple[str, int]:
+        """The reply (at most ``job.budget`` tokens): its text and token count.
 
         Every engine implements this, unless it overrides ``chat`` as a whole (a
         wrapper around another engine does).

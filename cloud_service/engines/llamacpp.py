@@ -5,9 +5,11 @@ the engine (``max_concurrency``), fairly across tenants, and sheds past its end.
 context rather than several: on a 2-core host two contexts of one thread each ran four
 sketches 0.83x as fast as one context did serially (two contexts contend for the same
 cores and memory bandwidth). If an operator admits more (``--engine-slots``), calls
-interleave per token on the one context; each chat then generates under a key of its
-own (a lane), so two chats never evict each other's tokens, only swap saved states.
-A chat whose client went away stops at the next token (``cancelled``).
+interleave per token on the one context. Every chat, a sketch's or an OpenAI stream's,
+generates in a lane of its own (``_tokens``, ``_chat_lane``): a KV key no other running
+chat uses, so two chats never share a live context or a sampler, and never re-decode
+each other's prompt, only swap saved states. A chat whose client went away stops at the
+next token (``cancelled``); a stream that is closed gives its lane back.
 
 Scoring uses the shared runtime's decode (`llama_runtime.context`): one pass over the
 tokens the context has not seen yet, with logits requested only at the positions asked
@@ -21,25 +23,23 @@ that reuses its KV cache returns exactly what a fresh evaluation of its tokens r
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cloud_service.engines.base import (
-    Cancelled,
     ChatMessages,
     Engine,
-    StopHint,
+    Generation,
     TopKRow,
     chat_messages,
     top_k_logprobs,
 )
-from cloud_service.engines.streaming import ChatStream, SamplingOptions, sample_token
+from cloud_service.engines.streaming import ChatStream, sample_token
 from cloud_service.errors import ClientGone, ContextOverflow, EngineUnavailable
 from llama_runtime.chat_template import ChatTemplate
 from llama_runtime.context import LiveContext
@@ -47,8 +47,9 @@ from llama_runtime.kv_state import KVStateError
 from llama_runtime.model import ModelLoadError, load_model
 from llama_runtime.vocab import end_of_generation_ids, token_pieces
 
-# Chat generation's keys (one per concurrent chat: a lane). Session ids are url-safe
-# base64 and can never take this form.
+# Chat generation's keys: CHAT_KEY for lane 0, CHAT_KEY:n for lane n (one lane per chat
+# running at once, streamed or not). Session ids are url-safe base64 and can never
+# take this form.
 CHAT_KEY = "\x00chat"
 
 
@@ -83,7 +84,6 @@ class LlamaCppEngine(Engine):
         self._lock = threading.RLock()
         self._live_key: str | None = None
         self._saved: OrderedDict[str, _SavedState] = OrderedDict()
-        self._streams: set[str] = set()  # keys of chat streams being generated
         self.max_saved_states = max_saved_states
         self._template = ChatTemplate.of_model(self._llm)
         self._eog = end_of_generation_ids(self._llm)
@@ -104,78 +104,60 @@ class LlamaCppEngine(Engine):
 
     # -- generation ---------------------------------------------------------------------
 
-    def _generate(
-        self,
-        prompt: list[int],
-        budget: int,
-        temperature: float,
-        stop: StopHint | None,
-        cancelled: Cancelled,
-    ) -> tuple[str, int]:
-        rng = np.random.default_rng(0)
+    def _generate(self, job: Generation) -> tuple[str, int]:
         out: list[int] = []
-        with self._chat_lane() as key:
-            while len(out) < budget:
-                if cancelled():
-                    raise ClientGone()
-                # The lock is taken per token so that other admitted calls interleave.
-                # The lane's saved state also keeps the constant sketch system prompt
-                # between requests.
-                with self._lock:
-                    self._activate(key)
-                    (logits,) = self._forward([*prompt, *out], 1)
-                token = _pick(logits, temperature, rng)
-                if token in self._eog:
-                    break
+        with closing(self._tokens(job)) as tokens:
+            for token in tokens:
                 out.append(token)
                 if (
-                    stop is not None
+                    job.stop is not None
                     and b"\n" in self._llm.detokenize([token])
-                    and stop(self._text(out))
+                    and job.stop(self._text(out))
                 ):
                     break
         return self._text(out), len(out)
 
-    def _stream(self, prompt: list[int], budget: int, options: SamplingOptions) -> ChatStream:
+    def _stream(self, job: Generation) -> ChatStream:
         return ChatStream(
-            prompt_tokens=len(prompt),
-            tokens=self._sampled(prompt, budget, options),
+            prompt_tokens=len(job.prompt),
+            tokens=self._tokens(job),
             token_bytes=lambda token: self._llm.detokenize([token]),
-            budget=budget,
-            stop=options.stop,
+            budget=job.budget,
+            stop=job.sampling.stop,
         )
 
-    def _sampled(self, prompt: list[int], budget: int, options: SamplingOptions) -> Iterator[int]:
-        """Sampled ids until end-of-generation or the budget; lazy, so a client that
-        goes away stops the decode at its next token."""
+    def _tokens(self, job: Generation) -> Iterator[int]:
+        """Sampled ids until end-of-generation or the budget, in a chat lane of its own.
+
+        Lazy: the lane is taken at the first token and given back when the iterator ends
+        or is closed. ``job.cancelled()`` is checked before every token (ClientGone).
+        """
+        options = job.sampling
         rng = np.random.default_rng(options.seed)
-        # One stream at a time runs on the chat key, whose KV state then serves the
-        # next request's shared prefix. Streams that overlap get keys of their own: two
-        # streams taking turns on one key would re-decode each other's prompt at every
-        # token, while with their own keys a turn swaps saved KV states.
-        with self._lock:
-            key = CHAT_KEY if CHAT_KEY not in self._streams else f"{CHAT_KEY}-{uuid.uuid4().hex}"
-            self._streams.add(key)
         out: list[int] = []
-        try:
-            while len(out) < budget:
-                with self._lock:  # per token, as in _generate: sessions interleave
+        with self._chat_lane() as key:
+            while len(out) < job.budget:
+                if job.cancelled():
+                    raise ClientGone()
+                # The lock is taken per token so that other admitted calls interleave.
+                with self._lock:
                     self._activate(key)
-                    (logits,) = self._forward([*prompt, *out], 1)
+                    (logits,) = self._forward([*job.prompt, *out], 1)
                 token = sample_token(logits, options.temperature, options.top_p, rng)
                 if token in self._eog:
                     return
                 out.append(token)
                 yield token
-        finally:
-            with self._lock:
-                self._streams.discard(key)
-                if key != CHAT_KEY:
-                    self.release(key)
 
     @contextmanager
     def _chat_lane(self) -> Iterator[str]:
-        """A chat key no other running chat uses (lane 0 when chats come one by one)."""
+        """A chat key no other running chat uses: lane 0 when chats come one by one.
+
+        A lane's KV state stays saved between chats (LRU), so the next chat on it
+        decodes only past their shared prefix (the constant sketch system prompt, a
+        conversation's earlier turns). Lanes are numbered from 0 and reused lowest
+        first, so there are never more than the most chats that ran at once.
+        """
         with self._lock:
             if self._free_lanes:
                 lane = self._free_lanes.pop(0)
@@ -218,6 +200,11 @@ class LlamaCppEngine(Engine):
         with self._lock:
             return list(self._saved)
 
+    @property
+    def decoded_tokens(self) -> int:
+        """Tokens decoded so far; a restored KV state decodes none (for tests and stats)."""
+        return self._context.decoded_tokens
+
     # -- the live context -------------------------------------------------------------
 
     def _activate(self, key: str) -> None:
@@ -251,11 +238,3 @@ class LlamaCppEngine(Engine):
             # The runtime cleared the half-written cache; no key owns it any more.
             self._live_key = None
             raise
-
-
-def _pick(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    if temperature <= 0:
-        return int(np.argmax(logits))
-    x = logits.astype(np.float64) / temperature
-    p = np.exp(x - x.max())
-    return int(rng.choice(len(p), p=p / p.sum()))

@@ -73,6 +73,15 @@ class ChatStream:
             self._text.append(text)
             yield text
 
+    def close(self) -> None:
+        """Stop generating (a client that left): the engine frees what the stream held.
+
+        Call it from the thread that reads the stream, or once no read is running.
+        """
+        close = getattr(self.tokens, "close", None)
+        if close is not None:
+            close()
+
     def text(self) -> str:
         """Everything generated (runs the stream to its end if it has not run)."""
         if self.finish_reason is None:

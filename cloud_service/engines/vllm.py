@@ -34,11 +34,12 @@ from cloud_service.engines.base import (
     Cancelled,
     ChatMessages,
     Engine,
+    Generation,
     StopHint,
     TopKRow,
     chat_messages,
 )
-from cloud_service.engines.streaming import ChatStream, SamplingOptions
+from cloud_service.engines.streaming import ChatStream
 from cloud_service.errors import ClientGone, ContextOverflow, EngineUnavailable
 from llama_runtime.control_text import ControlTextFilter
 from shared_protocol import limits
@@ -158,47 +159,45 @@ class VllmEngine(Engine):
 
     # -- generation ---------------------------------------------------------------------
 
-    def _generate(
-        self,
-        prompt: list[int],
-        budget: int,
-        temperature: float,
-        stop: StopHint | None,
-        cancelled: Cancelled,
-    ) -> tuple[str, int]:
+    def _generate(self, job: Generation) -> tuple[str, int]:
         kind = self._vllm.sampling_params.RequestOutputKind
         params = self._vllm.SamplingParams(
-            max_tokens=budget,
-            temperature=temperature,
-            seed=0,
+            max_tokens=job.budget,
+            temperature=job.sampling.temperature,
+            seed=job.sampling.seed,
             # Streamed outputs let the stop hint end generation early.
-            output_kind=kind.FINAL_ONLY if stop is None else kind.CUMULATIVE,
+            output_kind=kind.FINAL_ONLY if job.stop is None else kind.CUMULATIVE,
         )
-        out = self._driver.run(
-            prompt, params, stop=_line_end_check(stop) if stop else None, cancelled=cancelled
-        )
-        completion = out.outputs[0]
-        return completion.text, len(completion.token_ids)
+        stop = _line_end_check(job.stop) if job.stop else None
+        completion = self._driver.run(job.prompt, params, stop=stop, cancelled=job.cancelled)
+        return completion.outputs[0].text, len(completion.outputs[0].token_ids)
 
-    def _stream(self, prompt: list[int], budget: int, options: SamplingOptions) -> ChatStream:
-        """One vLLM request; the stop strings are cut by ChatStream as on llama.cpp
-        (vLLM also stops at them, so no tokens are wasted past one)."""
+    def _stream(self, job: Generation) -> ChatStream:
+        """One vLLM request, run when the stream is first read (so behind admission, as
+        on llama.cpp); continuous batching shares its steps with the others. The stop
+        strings are cut by ChatStream as on llama.cpp (vLLM also stops at them, so no
+        tokens are wasted past one). A client that left aborts the request."""
+        options = job.sampling
         params = self._vllm.SamplingParams(
-            max_tokens=budget,
+            max_tokens=job.budget,
             temperature=options.temperature,
             top_p=options.top_p,
             seed=options.seed,
             stop=list(options.stop) or None,
             include_stop_str_in_output=True,
         )
-        completion = self._driver.run(prompt, params).outputs[0]
+
+        def tokens() -> Iterator[int]:
+            completion = self._driver.run(job.prompt, params, cancelled=job.cancelled)
+            # vLLM keeps the end-of-turn id in token_ids; it is not text.
+            yield from (t for t in completion.outputs[0].token_ids if t not in self._special_ids)
+
         pieces = self._pieces()
         return ChatStream(
-            prompt_tokens=len(prompt),
-            # vLLM keeps the end-of-turn id in token_ids; it is not text.
-            tokens=[t for t in completion.token_ids if t not in self._special_ids],
+            prompt_tokens=len(job.prompt),
+            tokens=tokens(),
             token_bytes=pieces.__getitem__,
-            budget=budget,
+            budget=job.budget,
             stop=options.stop,
         )
 

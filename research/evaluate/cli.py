@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from edge_agent.cli import CliError, run_parser
 from research.evaluate.modes import ALL_MODES, CONTEXT_TO_CLOUD
 
 WARNING = (
@@ -24,10 +25,6 @@ WARNING = (
     "to the cloud at {url}. It exists only as the paper's upper bound; never use it with "
     "real people's data."
 )
-
-
-class UsageError(Exception):
-    pass
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,16 +67,18 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"needed for the {CONTEXT_TO_CLOUD} mode, which sends private context away",
     )
+    p.set_defaults(handler=_run_or_stop)
     return p
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    """Run through the edge CLI's runner: a user error is one line on stderr, exit 2."""
+    return run_parser(parser(), argv)
+
+
+def _run_or_stop(args: argparse.Namespace) -> int:
     try:
         return _run(args)
-    except UsageError as exc:
-        print(f"cogenesis: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"cogenesis: stopped; rerun with --out {args.out} to continue", file=sys.stderr)
         return 130
@@ -89,9 +88,9 @@ def parse_modes(text: str, allow_context: bool) -> tuple[str, ...]:
     modes = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     unknown = [m for m in modes if m not in ALL_MODES]
     if unknown or not modes:
-        raise UsageError(f"unknown mode(s) {unknown or text!r}; choose from {', '.join(ALL_MODES)}")
+        raise CliError(f"unknown mode(s) {unknown or text!r}; choose from {', '.join(ALL_MODES)}")
     if CONTEXT_TO_CLOUD in modes and not allow_context:
-        raise UsageError(
+        raise CliError(
             f"{CONTEXT_TO_CLOUD} sends private context to the cloud; it runs only with "
             "--allow-context-to-cloud"
         )
@@ -103,28 +102,28 @@ def load_records(path: Path, tasks: int | None) -> list[dict]:
     from edge_agent.store.cogenesis_format import parse_item
 
     if not path.is_file():
-        raise UsageError(f"no such file: {path}")
+        raise CliError(f"no such file: {path}")
     try:
         records = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a JSON file: {exc}") from exc
+        raise CliError(f"{path}: not a JSON file: {exc}") from exc
     if not isinstance(records, list):
-        raise UsageError(f"{path}: a CoGenesis dataset is a JSON list of items")
+        raise CliError(f"{path}: a CoGenesis dataset is a JSON list of items")
     records = records[:tasks] if tasks else records
     try:
         for index, record in enumerate(records):
             parse_item(index, record, str(path))
     except DatasetFormatError as exc:
-        raise UsageError(str(exc)) from exc
+        raise CliError(str(exc)) from exc
     with_reference = [r for r in records if len(r.get("conversations", [])) == 2]
     if not with_reference:
-        raise UsageError(f"{path}: no task with a reference answer")
+        raise CliError(f"{path}: no task with a reference answer")
     return with_reference
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.tasks is not None and args.tasks < 1:
-        raise UsageError("--tasks must be at least 1")
+        raise CliError("--tasks must be at least 1")
     modes = parse_modes(args.modes, args.allow_context_to_cloud)
     records = load_records(args.dataset, args.tasks)
 
@@ -165,7 +164,7 @@ def _run(args: argparse.Namespace) -> int:
         judge_key = _judge_key(args, settings, api_key_from_env)
         services = open_services(settings)  # the cloud answers and shares our vocabulary
     except (EvalError, LlmError, SetupError) as exc:
-        raise UsageError(str(exc)) from exc
+        raise CliError(str(exc)) from exc
     info = services.cloud_info
     runner = ModeRunner(
         services,

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge_agent.cli import CliError, run_parser
 from research.llm import ChatLlm, LlmError, api_key_from_env
 from research.synthesize.dataset import assemble, write_dataset
 from research.synthesize.pipeline import (
@@ -51,11 +52,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=_positive, help="cap on every step's reply length")
     p.add_argument("--min-text-chars", type=_positive, default=200, help="shortest text kept")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
+    p.set_defaults(handler=_synthesize)
     return p
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+    """Run through the edge CLI's runner: a user error is one line on stderr, exit 2."""
+    return run_parser(parser(), argv)
+
+
+def _synthesize(args: argparse.Namespace) -> int:
     config = SynthesisConfig(
         groups=args.groups,
         users_per_group=args.users_per_group,
@@ -79,8 +85,7 @@ def main(argv: list[str]) -> int:
         )
         steps = Pipeline(llm, config, work, progress=sys.stderr.isatty()).run()
     except (LlmError, SynthesisError) as exc:
-        print(f"cogenesis: {exc} (finished requests are kept in {work})", file=sys.stderr)
-        return 2
+        raise CliError(f"{exc} (finished requests are kept in {work})") from exc
     except KeyboardInterrupt:
         print(f"cogenesis: stopped; rerun to continue from {work}", file=sys.stderr)
         return 130
@@ -90,7 +95,7 @@ def main(argv: list[str]) -> int:
         print(f"left out {left['user']}: {left['reason']}")
     try:
         paths = write_dataset(dataset, args.out, args.seed)
-    except ValueError as exc:
+    except ValueError as exc:  # a result (nothing worth writing), not a usage error
         print(f"cogenesis: {exc}", file=sys.stderr)
         return 1
     for name, path in paths.items():

@@ -7,6 +7,8 @@ import threading
 import pytest
 
 from cloud_service.engines.base import Engine
+from cloud_service.engines.llamacpp import CHAT_KEY
+from cloud_service.engines.streaming import SamplingOptions
 
 pytestmark = pytest.mark.slow  # loads the real model
 
@@ -86,3 +88,56 @@ def test_chat_interleaved_with_a_session_changes_neither(cloud_engine: Engine) -
     chat.join(timeout=60)
     cloud_engine.release("mixed")
     assert got == [want_chat] and rows == want_rows
+
+
+def test_streamed_and_plain_chats_interleaved_each_keep_a_lane(cloud_engine: Engine) -> None:
+    """Two OpenAI streams and a sketch-style chat, token by token in turn: each gives its
+    text alone, and none re-decodes another's prompt (each has a lane of its own)."""
+    greedy = SamplingOptions(max_tokens=12, temperature=0)
+    conversations = [
+        [{"role": "user", "content": "Name three rivers."}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a bird."}],
+    ]
+    alone = [cloud_engine.stream_chat(c, greedy).text() for c in conversations]
+    plain_alone = cloud_engine.chat("Be brief.", "Name three colors.", max_tokens=12)
+    streams = [cloud_engine.stream_chat(c, greedy) for c in conversations]
+    readers = [iter(s) for s in streams]
+    pieces: list[list[str]] = [[], []]
+
+    def step_the_streams() -> bool:  # called before each of the plain chat's tokens
+        for reader, got in zip(readers, pieces, strict=True):
+            got.append(next(reader, ""))
+        return False  # never cancelled
+
+    decoded = cloud_engine.decoded_tokens
+    plain = cloud_engine.chat(
+        "Be brief.", "Name three colors.", max_tokens=12, cancelled=step_the_streams
+    )
+    for reader, got in zip(readers, pieces, strict=True):
+        got.extend(reader)
+    assert plain == plain_alone
+    assert ["".join(got) for got in pieces] == alone
+    # In a lane of its own a chat decodes its prompt once, then two tokens a step (never a
+    # one-token batch); chats sharing a key would re-decode each other's prompts.
+    prompts = [len(cloud_engine.chat_messages_tokens(c)) for c in conversations]
+    most = plain.prompt_tokens + 2 * plain.completion_tokens
+    most += sum(p + 2 * s.completion_tokens for p, s in zip(prompts, streams, strict=True))
+    assert cloud_engine.decoded_tokens - decoded <= most
+
+
+def test_a_closed_stream_gives_its_lane_back(cloud_engine: Engine) -> None:
+    greedy = SamplingOptions(max_tokens=40, temperature=0)
+    ask = [{"role": "user", "content": "Write about tea."}]
+    first = cloud_engine.stream_chat(ask, greedy)
+    next(iter(first))  # holds lane 0 now
+    second = cloud_engine.stream_chat(ask, greedy)
+    next(iter(second))  # lane 1
+    first.close()
+    second.close()
+    assert CHAT_KEY in cloud_engine.saved_keys  # lane 0's state, saved when lane 1 ran
+    third = cloud_engine.stream_chat(ask, greedy)
+    next(iter(third))
+    # The third stream runs on lane 0 again (its state restored, so no longer saved).
+    assert CHAT_KEY not in cloud_engine.saved_keys
+    assert f"{CHAT_KEY}:1" in cloud_engine.saved_keys
+    third.close()

@@ -10,9 +10,11 @@ import httpx
 import openai
 import pytest
 
+from cloud_service.engines.llamacpp import CHAT_KEY
 from cloud_service.engines.streaming import ChatStream
 from cloud_service.testing import RunningCloud as Cloud
 from tests.cloud.conftest import TOKEN
+from tests.cloud.test_cloud_load import wait_until
 
 pytestmark = pytest.mark.slow  # the real model behind a real server
 
@@ -199,7 +201,56 @@ def test_overlapping_requests_get_the_same_answers_as_serial_ones(
         )
         return reply.choices[0].message.content
 
+    for key in cloud.engine.saved_keys:  # lanes other tests left saved
+        if key.startswith(f"{CHAT_KEY}:"):
+            cloud.engine.release(key)
     serial = [ask(m) for m in asks]
     with ThreadPoolExecutor(3) as pool:
         assert list(pool.map(ask, asks)) == serial
-    assert not [k for k in cloud.engine.saved_keys if k.startswith("\x00chat-")]  # released
+    # Admission let them in one at a time (one engine slot): all ran in lane 0.
+    assert CHAT_KEY in cloud.engine.saved_keys or cloud.engine.saved_keys == []
+    assert not [k for k in cloud.engine.saved_keys if k.startswith(f"{CHAT_KEY}:")]
+
+
+def _assert_shed(response: httpx.Response) -> None:
+    assert response.status_code == 503, response.text
+    assert int(response.headers["retry-after"]) >= 1
+    error = response.json()["error"]
+    assert error["code"] == "overloaded" and error["type"] == "server_error"
+
+
+def test_chats_go_through_the_admission_queue_and_are_shed_past_it(start_cloud) -> None:
+    cloud = start_cloud(engine_slots=1, max_queue=0)
+    model = cloud.engine.model_id
+    long = {"model": model, "messages": HAIKU, "max_tokens": 400, "temperature": 0}
+    with cloud.client.stream("POST", "/v1/chat/completions", json=long | {"stream": True}) as held:
+        assert held.status_code == 200
+        lines = held.iter_lines()
+        assert next(lines).startswith("data: ")  # the stream is under way: it holds the slot
+        wait_until(lambda: cloud.metric("cogenesis_cloud_engine_active") == 1, timeout=30)
+        short = {"model": model, "messages": HAIKU, "max_tokens": 2}
+        _assert_shed(cloud.client.post("/v1/chat/completions", json=short))
+        _assert_shed(cloud.client.post("/v1/chat/completions", json=short | {"stream": True}))
+        sketch = cloud.client.post(
+            "/v1/sketch", json={"instruction": "Write about tea.", "max_tokens": 16}
+        )
+        assert sketch.status_code == 503 and sketch.headers["retry-after"]  # one queue for all
+    # The client left mid-stream: the slot (and the stream's lane) come back.
+    wait_until(lambda: cloud.metric("cogenesis_cloud_engine_active") == 0, timeout=10)
+    reply = openai.OpenAI(base_url=f"{cloud.base_url}/v1", api_key=TOKEN, max_retries=0)
+    answer = reply.chat.completions.create(model=model, messages=HAIKU, max_tokens=2)
+    assert answer.usage.completion_tokens == 2
+    shed = cloud.metric("cogenesis_cloud_admission_events_total", reason="queue_full")
+    assert shed == 3
+
+
+def test_a_chat_is_charged_to_the_tenants_token_quota(start_cloud) -> None:
+    cloud = start_cloud(tenant_tokens_per_minute=20)
+    body = {"model": cloud.engine.model_id, "messages": HAIKU, "max_tokens": 12}
+    assert cloud.client.post("/v1/chat/completions", json=body).status_code == 200
+    for stream in (False, True):
+        refused = cloud.client.post("/v1/chat/completions", json=body | {"stream": stream})
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["error"]["code"] == "rate_limited"
+    assert cloud.metric("cogenesis_cloud_engine_active") == 0  # the refused held nothing
