@@ -70,9 +70,7 @@ def test_cloud_and_auto_rounds_give_the_step_by_step_answer(schedule, sampling):
         for n in (1, 4, 8, 16):
             for lookahead in (False, True):
                 cloud = ToyCloud(delay_s=0.002 if lookahead else 0.0)
-                got, _, _ = _run(
-                    drafter, n, schedule, cloud=cloud, lookahead=lookahead, **sampling
-                )
+                got, _, _ = _run(drafter, n, schedule, cloud=cloud, lookahead=lookahead, **sampling)
                 assert got.tokens == base.tokens, f"{drafter} N={n} lookahead={lookahead}"
                 assert got.finish_reason == base.finish_reason
     assert got.drafter == "auto"
