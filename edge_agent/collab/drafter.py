@@ -26,6 +26,8 @@ from typing import Literal
 
 from edge_agent.collab.draft_length import expected_tokens, round_seconds
 
+Drafter = Literal["edge", "cloud", "auto"]  # the option; "auto" chooses per round
+DRAFTERS: tuple[Drafter, ...] = ("edge", "cloud", "auto")
 RoundKind = Literal["edge", "cloud", "none"]
 ROUND_KINDS: tuple[RoundKind, ...] = ("edge", "cloud", "none")
 

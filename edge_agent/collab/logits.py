@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from edge_agent.collab.draft_length import DraftLength
-from edge_agent.collab.drafter import ROUND_KINDS, DrafterChoice, RoundKind
+from edge_agent.collab.drafter import DRAFTERS, ROUND_KINDS, Drafter, DrafterChoice, RoundKind
 from edge_agent.collab.fusion import FusionRule, TopKArrays, as_topk, fuse, make_rule
 from edge_agent.collab.gate import Gate
 from edge_agent.collab.prefix_view import IdentityView, Tokenizer, make_view
@@ -57,8 +57,6 @@ ADAPTIVE_MIN_DRAFT = 4
 
 TokenCallback = Callable[[int], Any]
 Finish = Literal["stop", "length"]
-Drafter = Literal["edge", "cloud", "auto"]
-DRAFTERS: tuple[Drafter, ...] = ("edge", "cloud", "auto")
 
 
 class _Timer(Protocol):
@@ -136,7 +134,8 @@ class LogitsOptions:
     lookahead: bool = True  # keep drafting on the device while a cloud call is in flight
     prefix_redaction: bool = True  # the cloud sees private spans as placeholders (needs a matcher)
     # Who drafts a round: the small model, the cloud (its own N = draft_tokens tokens), or
-    # per round by measured speed (drafter.py). The cloud drafts only if it can.
+    # per round by measured speed (drafter.py). The cloud drafts only if it can, and
+    # draft_tokens = 0 is step by step whoever drafts.
     drafter: Drafter = "edge"
 
     def __post_init__(self) -> None:
@@ -150,8 +149,6 @@ class LogitsOptions:
             raise ValueError("draft_min_prob must be in [0, 1)")
         if self.drafter not in DRAFTERS:
             raise ValueError(f"drafter must be one of {', '.join(DRAFTERS)}")
-        if self.drafter != "edge" and self.draft_tokens < 1:
-            raise ValueError("a cloud-drafted round needs draft_tokens >= 1")
         SamplingParams(self.temperature, self.top_p)  # validates
 
     def rule(self) -> FusionRule:
@@ -558,9 +555,8 @@ class LogitsLoop:
         # Everything the cloud learns of the answer goes through the view (prefix_view.py).
         self.view = make_view(matcher if options.prefix_redaction else None, model, placeholders)
         # Who drafts: cloud rounds only with a cloud that proposes (drafter.py for auto).
-        self.drafter: Drafter = (
-            options.drafter if cloud is not None and cloud.can_propose else "edge"
-        )
+        proposes = cloud is not None and cloud.can_propose and options.draft_tokens > 0
+        self.drafter: Drafter = options.drafter if proposes else "edge"
         self.chooser = (
             DrafterChoice(cloud_tokens=options.draft_tokens) if self.drafter == "auto" else None
         )
