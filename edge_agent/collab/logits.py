@@ -137,6 +137,9 @@ class LogitsOptions:
     # per round by measured speed (drafter.py). The cloud drafts only if it can, and
     # draft_tokens = 0 is step by step whoever drafts.
     drafter: Drafter = "edge"
+    # Evaluate every small-model token batch-invariantly (as cloud/auto rounds always
+    # do): the step-by-step reference for them, in tests and the bench.
+    batch_invariant: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.draft_tokens <= limits.MAX_DRAFT_TOKENS:
@@ -448,6 +451,9 @@ class _Edge:
         self.evals = 0  # tokens evaluated after the prompt (drafts included)
         self.single_s = 0.0  # seconds of single-token evaluations, and how many
         self.singles = 0
+        # A generated token not evaluated yet (exact mode): if a cloud round comes next,
+        # it is evaluated in the proposal's batch instead of alone (one step saved).
+        self.pending: int | None = None
 
     def room(self) -> int:
         return self.model.n_ctx - self.model.n_tokens - 1
@@ -471,7 +477,13 @@ class _Edge:
     def take(self, tokens: Sequence[int]) -> None:
         """Make `tokens` (the cloud's proposal) the drafts: the ones the drafts already
         start with are kept, the rest of the drafts rewound, and what is left evaluated
-        in ONE batch (always batch-invariant)."""
+        in ONE batch (always batch-invariant), after the pending token if there is one."""
+        if self.pending is not None:  # no drafts exist: evaluate it with the proposal
+            rows = self.model.append_exact([self.pending, *tokens])
+            self.evals += len(rows)
+            self.pending, self.logprobs = None, [rows[0]]
+            self._push_rows(list(tokens), rows[1:])
+            return
         same = 0
         while same < min(len(tokens), len(self.extra)) and tokens[same] == self.extra[same]:
             same += 1
@@ -479,14 +491,22 @@ class _Edge:
             self.model.rewind(self.n_prompt + self.generated + same)
             del self.extra[same:], self.extra_lp[same:], self.logprobs[same + 1 :]
         rest = list(tokens[same:])
-        if not rest:
-            return
-        rows = self.model.append_exact(rest)
-        self.evals += len(rest)
-        for token, row in zip(rest, rows, strict=True):
+        if rest:
+            rows = self.model.append_exact(rest)
+            self.evals += len(rest)
+            self._push_rows(rest, rows)
+
+    def _push_rows(self, tokens: list[int], rows: Sequence[np.ndarray]) -> None:
+        for token, row in zip(tokens, rows, strict=True):
             self.extra_lp.append(float(self.logprobs[-1][token]))
             self.logprobs.append(row)
             self.extra.append(token)
+
+    def ensure(self) -> None:
+        """Evaluate the pending token, if any: its log-probs are needed now."""
+        if self.pending is not None:
+            token, self.pending = self.pending, None
+            self.logprobs = [self._eval_one(token)]
 
     def drop_drafts(self) -> None:
         if self.extra:
@@ -500,6 +520,9 @@ class _Edge:
             self.extra.pop(0)
             self.extra_lp.pop(0)
             self.logprobs.pop(0)
+        elif self.exact:
+            self.drop_drafts()
+            self.pending, self.logprobs = token, []  # evaluated by `ensure` or `take`
         else:
             self.drop_drafts()
             self.logprobs = [self._eval_one(token)]
@@ -599,7 +622,8 @@ class LogitsLoop:
         first = self.model.start(
             self.prompt.tokens, prefix_key=self.prompt.prefix_key, prefix_len=self.prompt.prefix_len
         )
-        exact = self.drafter != "edge"  # cloud rounds score in batches: same numbers always
+        # Cloud rounds score in batches: then every evaluation must give the same numbers.
+        exact = self.drafter != "edge" or self.options.batch_invariant
         self.edge = _Edge(self.model, len(self.prompt.tokens), first, exact=exact)
         if self.cloud.link is None:
             return
@@ -617,6 +641,7 @@ class LogitsLoop:
         position = len(self.generated)
         consult = self.cloud.alive and self.options.schedule.should_call(position)
         dist = self.verify() if consult else None
+        edge.ensure()
         if dist is not None:
             fused = fuse(self.rule, edge.logprobs[0], dist, edge_k=self.edge_k)
             token = pick(fused.logprobs, self.params, self.uniforms.at(position), fused.token_ids)
@@ -678,7 +703,9 @@ class LogitsLoop:
         assert self._pending is not None
         dist = None
         try:
-            if self.options.lookahead:
+            # Not while the cloud drafts: measured here, the edge's own drafts rarely
+            # matched the proposal and took the cores the cloud decoded on (docs/logits.md).
+            if self.options.lookahead and self._kind != "cloud":
                 self._draft_while_waiting(self._pending)
             self._pending.result()
             wait = self.cloud.usage.wait_s - self._wait0
@@ -849,6 +876,7 @@ class LogitsLoop:
         draft anyway).
         """
         edge = self._edge()
+        edge.ensure()
         if edge.room() < 1:
             return False
         lp = edge.logprobs[-1]

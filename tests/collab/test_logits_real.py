@@ -191,20 +191,6 @@ def test_greedy_equivalence_holds_with_prefix_redaction(edge_model, cloud):
 # --- rounds drafted by the cloud (the cloud server proposes) ---------------------------
 
 
-class ExactSteps:
-    """The small model evaluating every single token batch-invariantly (with the token
-    before it), as cloud rounds make the loop do: the step-by-step reference for them."""
-
-    def __init__(self, model) -> None:
-        self._model = model
-
-    def __getattr__(self, name: str):
-        return getattr(self._model, name)
-
-    def append(self, tokens):
-        return self._model.append_exact(tokens)[-1]
-
-
 def _run_drafter(model, client, private, public, n, drafter, matcher=None, **kw):
     model.start(private)
     options = LogitsOptions(
@@ -227,7 +213,15 @@ def test_cloud_and_auto_rounds_equal_step_by_step_on_real_models(edge_model, clo
     assert PROPOSE_CAPABILITY in client.info().capabilities
     private, public = _prompts(edge_model, *PROMPTS[0])
     step = _run_drafter(
-        ExactSteps(edge_model), client, private, public, 0, "edge", lookahead=False, **sampling
+        edge_model,
+        client,
+        private,
+        public,
+        0,
+        "edge",
+        lookahead=False,
+        batch_invariant=True,
+        **sampling,
     )
     assert step.generated_tokens >= 24 and not step.degraded
     for drafter in ("cloud", "auto"):
@@ -250,7 +244,15 @@ def test_cloud_rounds_keep_prefix_redaction_on_real_models(edge_model, cloud):
     private = _prompts(edge_model, COPY_SYSTEM, COPY_TASK)[0]
     public = "Write a thank-you note to Aunt <PERSON> for the soup."
     step = _run_drafter(
-        ExactSteps(edge_model), client, private, public, 0, "edge", matcher, lookahead=False
+        edge_model,
+        client,
+        private,
+        public,
+        0,
+        "edge",
+        matcher,
+        lookahead=False,
+        batch_invariant=True,
     )
     assert "Rosalind" in step.text and step.redacted_spans >= 1
     start = len(ledger.payloads)
