@@ -3,15 +3,15 @@
 Three kinds of round deliver the cloud's distributions:
 
 - ``edge``: the small model drafts N tokens one step at a time, the cloud scores them.
-  Cost: (N + 1) edge steps plus the wait for the reply (``draft_length.round_seconds``).
+  Cost: (N + 1) edge steps plus the wait for the reply.
 - ``cloud``: the cloud decodes N tokens of its own and returns them scored; the edge
   scores them in one batched pass and fuses. Cost: the wait (round trip plus the cloud's
   N decode steps), the batch pass and one edge step for the fused token, all measured
   as one number per round.
 - ``none``: a step-by-step call (N = 0): one edge step plus the wait, one token.
 
-A round with per-token acceptance a yields (1 - a^(N+1)) / (1 - a) tokens
-(``draft_length.expected_tokens``). Per answer the chooser keeps each drafter's
+A round with per-token acceptance a yields (1 - a^(N+1)) / (1 - a) tokens: the kept
+run plus the one fused token after it. Per answer the chooser keeps each drafter's
 acceptance (a Beta prior updated as rounds are kept) and the measured seconds, and
 picks the kind with the most tokens per second. It tries the cloud once before it has
 a cloud timing, and every ``explore_every`` rounds it runs the kind it has not run for
@@ -24,12 +24,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from edge_agent.collab.draft_length import expected_tokens, round_seconds
-
 Drafter = Literal["edge", "cloud", "auto"]  # the option; "auto" chooses per round
 DRAFTERS: tuple[Drafter, ...] = ("edge", "cloud", "auto")
 RoundKind = Literal["edge", "cloud", "none"]
 ROUND_KINDS: tuple[RoundKind, ...] = ("edge", "cloud", "none")
+
+
+def expected_tokens(acceptance: float, n: int) -> float:
+    """Tokens one round yields on average: the kept part of n drafts, plus one."""
+    if acceptance >= 1.0:
+        return n + 1.0
+    return (1.0 - acceptance ** (n + 1)) / (1.0 - acceptance)
+
+
+def round_seconds(n: int, step_s: float, wait_s: float) -> float:
+    """An edge round's cost on the edge: n drafts and one fused token, plus the wait."""
+    return (n + 1) * step_s + wait_s
 
 
 def _ema(old: float | None, new: float, weight: float) -> float:

@@ -32,7 +32,6 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import ValidationError
 
-from edge_agent.collab.draft_length import DraftLength
 from edge_agent.collab.drafter import DRAFTERS, ROUND_KINDS, Drafter, DrafterChoice, RoundKind
 from edge_agent.collab.fusion import FusionRule, TopKArrays, as_topk, fuse, make_rule
 from edge_agent.collab.gate import Gate
@@ -51,9 +50,6 @@ from shared_protocol import (
     TopK,
     limits,
 )
-
-# Adaptive drafts stay at least this long, so round trips stay below 1 in 4 tokens.
-ADAPTIVE_MIN_DRAFT = 4
 
 TokenCallback = Callable[[int], Any]
 Finish = Literal["stop", "length"]
@@ -121,8 +117,9 @@ class LogitsOptions:
     alpha: float = 0.5  # weight of the small model for fusion="weighted"
     gate: Gate | None = None  # for fusion="gate": loaded from the gates folder, by name
     schedule: Schedule = field(default_factory=Schedule.every_step)
-    draft_tokens: int = 8  # 0 = step by step; with adaptive_draft, the first length
-    # Adapt the draft length to the acceptance and round trip seen so far (draft_length.py).
+    draft_tokens: int = 8  # 0 = step by step; with adaptive_draft, the most one call sends
+    # Send what the small model drafted while the last call was out (see `draft`), so a
+    # draft is as long as the round trip it hides; off: always draft `draft_tokens` first.
     adaptive_draft: bool = True
     top_k: int = 10
     max_tokens: int = 256
@@ -566,15 +563,7 @@ class LogitsLoop:
             math.log(options.draft_min_prob) if options.draft_min_prob > 0 else -math.inf
         )
         self.cloud = _CloudSide(cloud)
-        self.lengths = (
-            DraftLength(
-                start=options.draft_tokens,
-                lo=min(ADAPTIVE_MIN_DRAFT, options.draft_tokens),
-                hi=limits.MAX_DRAFT_TOKENS,
-            )
-            if options.adaptive_draft and options.draft_tokens > 0
-            else None
-        )
+        self.streaming_drafts = options.adaptive_draft and options.draft_tokens > 0
         # Everything the cloud learns of the answer goes through the view (prefix_view.py).
         self.view = make_view(matcher if options.prefix_redaction else None, model, placeholders)
         # Who drafts: cloud rounds only with a cloud that proposes (drafter.py for auto).
@@ -712,8 +701,6 @@ class LogitsLoop:
             if self._kind == "cloud":
                 self._take_proposal(wait)
             else:
-                if self.lengths is not None:
-                    self.lengths.observe_wait(wait)
                 if self.chooser is not None:
                     self.chooser.observe_edge_wait(wait)
                 self.drafted += self._in_flight
@@ -728,19 +715,25 @@ class LogitsLoop:
 
         A drafted token at position s + i is exactly what the small model alone would pick
         there, so drafts already in the context (from lookahead) are reused as they are,
-        and on local (unscheduled) positions a draft is always kept. Drafting stops after
-        `draft_tokens`, or earlier when the small model's probability of the whole draft
-        drops below `draft_min_prob` (uncertain tokens are where fusion overrules it).
+        and on local (unscheduled) positions a draft is always kept. What is sent stops
+        at `draft_tokens`, or earlier where the small model's probability of the whole
+        draft drops below `draft_min_prob` (uncertain tokens are where fusion overrules it).
+
+        Adaptive (streaming) drafts send what lookahead drafted while the last call was
+        out, and draft one token first only when there is none: the cloud never waits
+        for the device to draft, and a draft is as long as the round trip it hid (short
+        on loopback, long across a network). Fixed drafts draft up to `draft_tokens` first.
         """
         edge = self._edge()
-        length = self.options.draft_tokens if self.lengths is None else self.lengths.next_length()
-        n = max(0, min(length, self.options.max_tokens - len(self.generated) - 1))
+        room = self.options.max_tokens - len(self.generated) - 1
+        n = max(0, min(self.options.draft_tokens, room))
+        target = min(n, 1) if self.streaming_drafts and not edge.extra else n
         sent, total = 0, 0.0  # lookahead drafts skip the floor: apply it to what is sent
         while sent < min(n, len(edge.extra)) and total + edge.extra_lp[sent] >= self.min_logprob:
             total += edge.extra_lp[sent]
             sent += 1
         if sent == len(edge.extra):
-            while len(edge.extra) < n and self._draft_one(self.min_logprob):
+            while len(edge.extra) < target and self._draft_one(self.min_logprob):
                 sent += 1
         return edge.extra[:sent]
 
@@ -813,10 +806,7 @@ class LogitsLoop:
         edge = self._edge()
         if self.chooser.step_s is None and edge.singles:  # no edge draft timed yet
             self.chooser.observe_step(edge.single_s / edge.singles)
-        edge_tokens = (
-            self.options.draft_tokens if self.lengths is None else self.lengths.next_length()
-        )
-        return self.chooser.next_round(edge_tokens)
+        return self.chooser.next_round(self.options.draft_tokens)
 
     def _proposal_length(self) -> int:
         """N of a cloud round: draft_tokens, within max_tokens and the small model's room."""
@@ -833,8 +823,6 @@ class LogitsLoop:
             if self.chooser is not None:
                 self.chooser.cloud.observe(drafted, kept)
             return
-        if self.lengths is not None:
-            self.lengths.observe_round(drafted, kept)
         if self.chooser is not None:
             self.chooser.edge.observe(drafted, kept)
 
@@ -887,8 +875,6 @@ class LogitsLoop:
             return False
         seconds = self.model.timer.seconds
         edge.push_draft(token)
-        if self.lengths is not None:
-            self.lengths.observe_step(self.model.timer.seconds - seconds)
         if self.chooser is not None:
             self.chooser.observe_step(self.model.timer.seconds - seconds)
         return True
@@ -902,9 +888,8 @@ class LogitsLoop:
         sent next).
         """
         edge = self._edge()
-        ahead = self.options.draft_tokens
-        if self.lengths is not None:  # enough to cover the expected wait
-            ahead = max(self.lengths.next_length(), self.lengths.lookahead())
+        # Streaming drafts: as far as the wait lasts (bounded by what one call may send).
+        ahead = limits.MAX_DRAFT_TOKENS if self.streaming_drafts else self.options.draft_tokens
         cap = min(
             len(edge.extra) + max(ahead, 1),
             self.options.max_tokens - len(self.generated) - 1,
