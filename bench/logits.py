@@ -8,7 +8,17 @@ On N dev-set tasks (default 20), one run each on loopback, with greedy decoding:
   the small model's probability of the whole draft drops below 0.05 (draft8 is the
   default of logits mode: N starts at 8 and adapts to acceptance and round trip);
   draft8-static: N = 8 without adapting; draft8-fixed: always N = 8, no floor;
-- draft8+schedule: both.
+- draft8+schedule: both;
+- cloud8: every round drafted by the cloud (it proposes 8 tokens of its own, the edge
+  scores them in one batch); step-exact: step by step with the small model evaluated
+  batch-invariantly, as cloud rounds do (their reference for identical tokens);
+- auto: per round the edge, the cloud or nobody drafts, by measured speed.
+
+Columns beyond speed: the cloud's acceptance (proposed tokens kept), the edge's compute
+per output token in single-step units (its small-model seconds per token over the
+seconds per token of local decoding in the same run), the edge-bound speed (the cloud's
+compute and the wait counted as zero: local s/token over the edge's own s/token) and
+the limit (1 / small-model evaluations per token).
 
 Prints a table and writes JSON (bench/results/logits.json). The cloud runs as a real
 server: by default a separate process (`python -m cloud_service serve` on a free port),
@@ -42,6 +52,7 @@ from edge_agent.collab.schedule import Schedule
 from edge_agent.outbound import CloudClient, CloudUsage
 from edge_agent.slm import SmallModel
 from research.dataset import load_tasks, task_prompts
+from shared_protocol import PROPOSE_CAPABILITY
 from shared_protocol.defaults import default_gguf_path
 
 DEFAULT_OUT = RESULTS / "logits.json"
@@ -57,6 +68,8 @@ class Config:
     schedule: Schedule | None  # None: local only
     min_prob: float = 0.05  # LogitsOptions.draft_min_prob
     adaptive: bool = True  # LogitsOptions.adaptive_draft
+    drafter: str = "edge"  # LogitsOptions.drafter
+    exact: bool = False  # LogitsOptions.batch_invariant
 
 
 CONFIGS = (
@@ -68,6 +81,9 @@ CONFIGS = (
     Config("draft8-static", 8, Schedule.every_step(), adaptive=False),
     Config("draft8-fixed", 8, Schedule.every_step(), min_prob=0.0, adaptive=False),
     Config("draft8+schedule", 8, PAPER_SCHEDULE),
+    Config("cloud8", 8, Schedule.every_step(), drafter="cloud"),
+    Config("step-exact", 0, Schedule.every_step(), exact=True),
+    Config("auto", 8, Schedule.every_step(), drafter="auto"),
 )
 DEFAULT_CONFIG = "draft8"
 SAME_OUTPUT = {
@@ -76,6 +92,10 @@ SAME_OUTPUT = {
     "draft8-static": "step",
     "draft8-fixed": "step",
     "draft8+schedule": "schedule",
+    # Cloud rounds evaluate the small model batch-invariantly (docs/logits.md): the
+    # same tokens as step by step evaluated so.
+    "cloud8": "step-exact",
+    "auto": "step-exact",
 }
 
 
@@ -92,6 +112,9 @@ class Totals:
     small_s: float = 0.0
     wait_s: float = 0.0
     degraded: int = 0
+    proposed: int = 0
+    proposed_accepted: int = 0
+    rounds: dict[str, int] = field(default_factory=dict)
     per_task_speed: list[float] = field(default_factory=list)
     identical: int = 0
     compared: int = 0
@@ -153,6 +176,7 @@ def run(args: argparse.Namespace) -> dict:
     ):
         client = CloudClient(url, token=BENCH_TOKEN, ledger=MemoryLedger(), timeout_s=60)
         info = client.info()
+        can_propose = PROPOSE_CAPABILITY in info.capabilities
         if info.tokenizer_fingerprint != slm.tokenizer_fingerprint:
             raise SystemExit("the cloud's tokenizer differs from the small model's")
         for index, task in enumerate(tqdm(tasks, desc="logits bench", unit="task")):
@@ -173,8 +197,10 @@ def run(args: argparse.Namespace) -> dict:
                     draft_min_prob=config.min_prob,
                     adaptive_draft=config.adaptive,
                     lookahead=not args.no_lookahead,
+                    drafter=config.drafter,
+                    batch_invariant=config.exact,
                 )
-                link = CloudLink(client, f"bench-{index}", usage)
+                link = CloudLink(client, f"bench-{index}", usage, can_propose=can_propose)
                 result = LogitsLoop(
                     slm,
                     PrivatePrompt.uncached(private),
@@ -194,6 +220,10 @@ def run(args: argparse.Namespace) -> dict:
                 t.small_s += result.small_model_s
                 t.wait_s += result.cloud_wait_s
                 t.degraded += result.degraded
+                t.proposed += result.proposed
+                t.proposed_accepted += result.proposed_accepted
+                for kind, n in result.rounds.items():
+                    t.rounds[kind] = t.rounds.get(kind, 0) + n
                 outputs[config.name] = result.tokens
                 speeds[config.name] = result.generated_tokens / max(result.wall_s, 1e-9)
             for name, speed in speeds.items():
@@ -221,6 +251,8 @@ def summarize(
     args: argparse.Namespace, totals: dict[str, Totals], n_tasks: int, configs=CONFIGS
 ) -> dict:
     local_speed = totals["local"].tokens / max(totals["local"].wall_s, 1e-9)
+    # The unit of edge compute: seconds per token of local decoding, in this run.
+    local_step_s = totals["local"].small_s / max(totals["local"].tokens, 1)
     rows = []
     for config in configs:
         t = totals[config.name]
@@ -239,6 +271,11 @@ def summarize(
                 "small_model_evals_per_token": t.evals / tokens,
                 # If the cloud's time were free: local speed / small-model evals per token.
                 "limit_vs_local": tokens / max(t.evals, 1),
+                "cloud_acceptance": t.proposed_accepted / t.proposed if t.proposed else None,
+                "edge_steps_per_token": t.small_s / tokens / max(local_step_s, 1e-9),
+                # The cloud's compute and the wait free: local s/token / the edge's own.
+                "edge_bound_vs_local": local_step_s / max(t.small_s / tokens, 1e-9),
+                "rounds": t.rounds,
                 "tokens_per_s": speed,
                 "speed_vs_local": speed / local_speed,
                 "speed_vs_local_median_task": statistics.median(t.per_task_speed),
@@ -286,8 +323,8 @@ def summarize(
 def table(report: dict) -> str:
     head = (
         f"{'config':<17}{'N':>3}{'sched':>9}{'tokens':>8}{'rt/tok':>8}{'up B/tok':>10}"
-        f"{'down B/tok':>11}{'accept':>8}{'evals':>7}{'limit':>7}{'tok/s':>8}{'x local':>9}"
-        f"{'x med':>7}"
+        f"{'down B/tok':>11}{'accept':>8}{'c.acc':>7}{'evals':>7}{'steps':>7}{'limit':>7}"
+        f"{'tok/s':>8}{'x local':>9}{'x med':>7}{'x edge':>8}"
         f"{'same':>8}"
     )
     lines = [
@@ -301,17 +338,25 @@ def table(report: dict) -> str:
     ]
     for r in report["rows"]:
         accept = f"{r['acceptance']:.2f}" if r["acceptance"] is not None else "-"
+        cloud_accept = f"{r['cloud_acceptance']:.2f}" if r["cloud_acceptance"] is not None else "-"
         lines.append(
             f"{r['config']:<17}{r['draft_tokens']:>3}{r['schedule']:>9}{r['tokens']:>8}"
             f"{r['round_trips_per_token']:>8.3f}{r['uplink_bytes_per_token']:>10.1f}"
-            f"{r['downlink_bytes_per_token']:>11.1f}{accept:>8}"
-            f"{r['small_model_evals_per_token']:>7.2f}{r['limit_vs_local']:>7.2f}"
-            f"{r['tokens_per_s']:>8.1f}"
+            f"{r['downlink_bytes_per_token']:>11.1f}{accept:>8}{cloud_accept:>7}"
+            f"{r['small_model_evals_per_token']:>7.2f}{r['edge_steps_per_token']:>7.2f}"
+            f"{r['limit_vs_local']:>7.2f}{r['tokens_per_s']:>8.1f}"
             f"{r['speed_vs_local']:>9.2f}{r['speed_vs_local_median_task']:>7.2f}"
+            f"{r['edge_bound_vs_local']:>8.2f}"
             f"{(r['identical_runs'] or '-'):>8}"
         )
     met = ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in report["targets_met"].items())
     lines.append(f"targets for {report['default_config']}: {met}")
+    lines.append(
+        "c.acc: cloud-proposed tokens kept; steps: edge compute per token in local-decoding "
+        "steps; x edge: edge-bound speed (cloud compute and wait free) vs local"
+    )
+    rounds = [f"{r['config']} {r['rounds']}" for r in report["rows"] if r["rounds"]]
+    lines.append("rounds by drafter: " + "; ".join(rounds))
     return "\n".join(lines)
 
 

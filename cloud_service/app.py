@@ -270,15 +270,17 @@ def create_app(settings: CloudSettings, engine: Engine | None = None) -> FastAPI
                 accept=request.accept,
                 append=request.append,
                 draft=request.draft,
+                propose=request.propose,
                 top_k=request.top_k,
                 owner=tenant.name,
             ),
-            tokens=scored,
+            tokens=scored + request.propose,
         )
         metrics.scored(tenant.name, scored)
         return SessionStepResponse(
             positions=[_wire(row) for row in result.positions],
             session_tokens=result.session_tokens,
+            proposed=result.proposed,
         )
 
     @app.delete(

@@ -27,7 +27,7 @@ from cloud_service.errors import (
     TopKTooLarge,
     ValidationFailed,
 )
-from shared_protocol import limits
+from shared_protocol import PROPOSE_CAPABILITY, limits
 
 # Sessions free up when their holders close them: worth retrying soon.
 SESSION_RETRY_AFTER_S = 2.0
@@ -46,6 +46,7 @@ class OpenedSession:
 class StepResult:
     positions: list[TopKRow]
     session_tokens: int  # committed tokens after the step (the draft is not counted)
+    proposed: list[int] | None = None  # the cloud's own draft, when asked to propose
 
 
 @dataclass(eq=False)
@@ -143,9 +144,14 @@ class SessionRegistry:
         accept: int = 0,
         append: Sequence[int] = (),
         draft: Sequence[int] = (),
+        propose: int = 0,
         top_k: int | None = None,
         owner: str = "",
     ) -> StepResult:
+        """Keep ``accept`` tokens of the last draft, commit ``append``, then score
+        ``draft``, or (``propose`` > 0) let the engine draft up to that many tokens
+        itself; its proposal becomes the session's draft, as if the edge had sent it."""
+        self._check_propose(propose, draft)
         session = self._get(session_id, owner)
         with session.lock:
             if session.closed:
@@ -160,12 +166,18 @@ class SessionRegistry:
             self._check_ids(append, "append")
             self._check_ids(draft, "draft")
             committed = session.committed + session.draft[:accept] + append
-            if len(committed) + len(draft) > self.max_tokens:
+            ahead = max(len(draft), propose)
+            if len(committed) + ahead > self.max_tokens:
                 raise SessionTokenCap(
-                    f"the session would hold {len(committed) + len(draft)} tokens; "
+                    f"the session would hold {len(committed) + ahead} tokens; "
                     f"the cap is {self.max_tokens}: open a new session"
                 )
             # Everything is validated; nothing above changed the session.
+            if propose:
+                draft, rows = self.engine.propose(session.id, committed, propose, self.max_top_k)
+                session.committed, session.draft, session.rows = committed, draft, rows
+                session.last_used = self._clock()
+                return StepResult([row.head(k) for row in rows], len(committed), list(draft))
             tokens = committed + draft
             if append:
                 rows = self.engine.score(session.id, tokens, len(draft) + 1, self.max_top_k)
@@ -223,6 +235,14 @@ class SessionRegistry:
         with session.lock:  # wait for a running step to finish
             session.closed = True
             self.engine.release(session.id)
+
+    def _check_propose(self, propose: int, draft: Sequence[int]) -> None:
+        if not 0 <= propose <= limits.MAX_DRAFT_TOKENS:
+            raise ValidationFailed(f"propose={propose}; it must be in 0..{limits.MAX_DRAFT_TOKENS}")
+        if propose and draft:
+            raise ValidationFailed("give draft (the edge drafts) or propose (the cloud drafts)")
+        if propose and PROPOSE_CAPABILITY not in self.engine.capabilities:
+            raise ValidationFailed(f"the {self.engine.name} engine does not propose drafts")
 
     def _check_top_k(self, k: int) -> None:
         if not 1 <= k <= self.max_top_k:

@@ -67,6 +67,9 @@ class Gateway:
     # Sketch mode streams the outline and evaluates the private prompt as it arrives;
     # the sketch bench switches it off to time the sequential path in the same run.
     overlap_sketch: bool = True
+    # The cloud lists the "propose" capability (services sets it from /v1/info): logits
+    # rounds may then be drafted by the cloud (cogenesis.drafter).
+    cloud_can_propose: bool = False
 
     def __init__(
         self,
@@ -320,7 +323,14 @@ class Gateway:
         report: CompletionReport,
     ) -> int:
         outcome = run_logits_mode(
-            slm, job, prompt, guard=guard, cloud=self.cloud, usage=usage, on_text=emit
+            slm,
+            job,
+            prompt,
+            guard=guard,
+            cloud=self.cloud,
+            usage=usage,
+            on_text=emit,
+            can_propose=self.cloud_can_propose,
         )
         report.guard = outcome.guard
         if outcome.result is None:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from edge_agent import limits as edge_limits
+from edge_agent.collab.drafter import Drafter
 from edge_agent.collab.fusion import FusionRuleName
 from edge_agent.collab.gate import Gate
 from edge_agent.collab.logits import LogitsOptions
@@ -110,6 +111,12 @@ class CogenesisOptions(BaseModel):
         "folder (never a path)",
     )
     draft_tokens: int | None = Field(None, ge=0, le=limits.MAX_DRAFT_TOKENS)
+    drafter: Drafter | None = Field(
+        None,
+        description="who drafts a logits round: 'edge' (the small model), 'cloud' (the "
+        "cloud proposes draft_tokens tokens of its own) or 'auto' (per round, by measured "
+        "speed); the cloud drafts only if it lists the 'propose' capability",
+    )
     top_k: int | None = Field(None, ge=1, le=limits.MAX_TOP_K)
     schedule: ScheduleOptions | None = None
     prefix_redaction: bool | None = None
@@ -131,6 +138,7 @@ class CogenesisOptions(BaseModel):
             gate=gate,
             schedule=self.schedule.to_schedule() if self.schedule else Schedule.every_step(),
             draft_tokens=defaults.draft_tokens if self.draft_tokens is None else self.draft_tokens,
+            drafter=self.drafter or defaults.drafter,
             top_k=self.top_k or defaults.top_k,
             max_tokens=max_tokens,
             temperature=temperature,

@@ -34,6 +34,13 @@ class LogitsReport(BaseModel):
     held_back_steps: int
     prefix_guard_s: float
     session_reopens: int = 0  # sessions reopened on another replica (not degraded)
+    # Rounds drafted by the cloud (cogenesis.drafter): who drafted, what the cloud
+    # proposed and how much of it was kept; the small model's compute in single steps.
+    drafter: str = "edge"
+    proposed: int = 0
+    proposed_accepted: int = 0
+    rounds: dict[str, int] = Field(default_factory=dict)
+    small_model_steps: float = 0.0
 
     @classmethod
     def of(cls, result: LogitsResult) -> LogitsReport:

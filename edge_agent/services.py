@@ -14,7 +14,7 @@ from edge_agent.prefix_cache import PrefixCache
 from edge_agent.settings import EdgeSettings
 from edge_agent.slm import SmallModel, SmallModelPool
 from edge_agent.store import Store, data_dir, open_store
-from shared_protocol import InfoResponse
+from shared_protocol import PROPOSE_CAPABILITY, InfoResponse
 from shared_protocol.defaults import default_gguf_path
 
 
@@ -47,6 +47,7 @@ class EdgeServices:
                 self.cloud_info = self.cloud.info()
             except CloudError:
                 return
+        self.gateway.cloud_can_propose = PROPOSE_CAPABILITY in self.cloud_info.capabilities
         try:
             self.gateway.check_vocabulary(
                 self.cloud_info.model_id, self.cloud_info.tokenizer_fingerprint

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from edge_agent.collab.drafter import Drafter
 from edge_agent.collab.fusion import FusionRuleName
 from edge_agent.job import MODES
 from edge_agent.limits import MAX_COMPLETION_TOKENS
@@ -99,6 +100,11 @@ class EdgeSettings(BaseSettings):
     )
     draft_tokens: int = Field(
         8, ge=0, le=limits.MAX_DRAFT_TOKENS, description="Draft length (0 = step by step)."
+    )
+    drafter: Drafter = Field(
+        "edge",
+        description="Who drafts a logits round: 'edge', 'cloud' or 'auto' (per round, by "
+        "measured speed); 'cloud' and 'auto' need a cloud with the 'propose' capability.",
     )
     top_k: int = Field(
         10, ge=1, le=limits.MAX_TOP_K, description="Top-k log-probs asked of the cloud."

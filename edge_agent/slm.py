@@ -158,6 +158,23 @@ class SmallModel:
         self.timer.seconds += time.perf_counter() - started
         return log_softmax(rows) if len(rows) else rows
 
+    def append_exact(self, tokens: Sequence[int]) -> np.ndarray:
+        """Evaluate `tokens`; log-probs after each, the same however they are batched.
+
+        A lone token is decoded with the one before it (a one-token batch gives other
+        numbers than a longer one): about 1.6x a plain `append` of one token here, while
+        a batch of several costs no more than `append_all`.
+        """
+        tokens = list(tokens)
+        if not tokens:
+            raise ValueError("nothing to append")
+        if self.n_tokens + len(tokens) > self.n_ctx:
+            raise ContextFull(f"context of {self.n_ctx} tokens is full")
+        started = time.perf_counter()
+        rows = self._context.evaluate(self.tokens + tokens, len(tokens))
+        self.timer.seconds += time.perf_counter() - started
+        return log_softmax(rows)
+
     def rewind(self, n_tokens: int) -> None:
         """Forget everything after the first `n_tokens` tokens."""
         want = min(n_tokens, self.n_tokens)

@@ -9,6 +9,7 @@ end. Beside the protocol it holds the few rules both ends must share: the defaul
 
 from shared_protocol.limits import PROTOCOL_VERSION
 from shared_protocol.messages import (
+    PROPOSE_CAPABILITY,
     ErrorBody,
     ErrorResponse,
     InfoResponse,
@@ -26,6 +27,7 @@ from shared_protocol.messages import (
 )
 
 __all__ = [
+    "PROPOSE_CAPABILITY",
     "PROTOCOL_VERSION",
     "ErrorBody",
     "ErrorResponse",

@@ -29,6 +29,10 @@ class ErrorResponse(WireModel):
     error: ErrorBody
 
 
+# The capability of a cloud that drafts rounds itself (``SessionStepRequest.propose``).
+PROPOSE_CAPABILITY = "propose"
+
+
 class InfoResponse(WireModel):
     protocol_version: Version = limits.PROTOCOL_VERSION
     engine: str
@@ -42,7 +46,7 @@ class InfoResponse(WireModel):
     max_draft_tokens: int = limits.MAX_DRAFT_TOKENS
     max_append_tokens: int = limits.MAX_APPEND_TOKENS
     max_session_tokens: int = limits.MAX_SESSION_TOKENS
-    capabilities: list[str] = Field(description='e.g. ["sketch", "logits"]')
+    capabilities: list[str] = Field(description='e.g. ["sketch", "logits", "propose"]')
 
 
 class SketchRequest(WireModel):
@@ -166,16 +170,34 @@ class SessionStepRequest(WireModel):
     that draft is rewound), then commits ``append`` (tokens the edge chose since), then
     scores ``draft`` without committing it. The response holds len(draft) + 1 positions:
     the top-k after the committed tokens, then after each drafted token.
+
+    ``propose`` (instead of a draft; needs the "propose" capability): the cloud drafts
+    itself. After committing it decodes up to ``propose`` tokens greedily from its own
+    distribution (ending early at its end of generation) and returns them uncommitted in
+    ``proposed``, with len(proposed) + 1 positions, exactly as if the edge had sent them
+    as ``draft``. The next step's ``accept`` keeps a prefix of them.
     """
 
     protocol_version: Version = limits.PROTOCOL_VERSION
     accept: int = Field(default=0, ge=0, le=limits.MAX_DRAFT_TOKENS)
     append: list[TokenId] = Field(default_factory=list, max_length=limits.MAX_APPEND_TOKENS)
     draft: list[TokenId] = Field(default_factory=list, max_length=limits.MAX_DRAFT_TOKENS)
+    propose: int = Field(default=0, ge=0, le=limits.MAX_DRAFT_TOKENS)
     top_k: int | None = Field(default=None, ge=1, le=limits.MAX_TOP_K)
+
+    @model_validator(mode="after")
+    def _draft_or_propose(self) -> SessionStepRequest:
+        if self.draft and self.propose:
+            raise ValueError("give draft (the edge drafts) or propose (the cloud drafts), not both")
+        return self
 
 
 class SessionStepResponse(WireModel):
     protocol_version: Version = limits.PROTOCOL_VERSION
     positions: list[TopK]
     session_tokens: int
+    proposed: list[TokenId] | None = Field(
+        default=None,
+        max_length=limits.MAX_DRAFT_TOKENS,
+        description="the cloud's own draft, when the step asked it to propose",
+    )

@@ -181,6 +181,18 @@ class Engine(ABC):
         must not depend on whether it did.
         """
 
+    def propose(
+        self, key: str, tokens: Sequence[int], n: int, top_k: int
+    ) -> tuple[list[int], list[TopKRow]]:
+        """The engine's own greedy continuation of ``tokens``, as a scored draft.
+
+        Up to ``n`` tokens (fewer at end of generation, which is not included), and the
+        top-k after ``tokens`` and after each proposed token: rows that must equal
+        ``score(key, tokens + proposed, len(proposed) + 1, top_k)``. Only engines listing
+        the "propose" capability implement it.
+        """
+        raise NotImplementedError(f"the {self.name} engine does not propose drafts")
+
     def release(self, key: str) -> None:  # noqa: B027 - optional hook, stateless engines skip it
         """Forget any state kept for ``key``."""
 

@@ -46,6 +46,7 @@ from llama_runtime.context import LiveContext
 from llama_runtime.kv_state import KVStateError
 from llama_runtime.model import ModelLoadError, load_model
 from llama_runtime.vocab import end_of_generation_ids, token_pieces
+from shared_protocol import PROPOSE_CAPABILITY
 
 # Chat generation's keys: CHAT_KEY for lane 0, CHAT_KEY:n for lane n (one lane per chat
 # running at once, streamed or not). Session ids are url-safe base64 and can never
@@ -61,6 +62,7 @@ class _SavedState:
 
 class LlamaCppEngine(Engine):
     name = "llamacpp"
+    capabilities = (*Engine.capabilities, PROPOSE_CAPABILITY)
 
     def __init__(
         self,
@@ -181,6 +183,25 @@ class LlamaCppEngine(Engine):
         with self._lock:
             self._activate(key)
             return [top_k_logprobs(row, top_k) for row in self._forward(tokens, n_out)]
+
+    def propose(
+        self, key: str, tokens: Sequence[int], n: int, top_k: int
+    ) -> tuple[list[int], list[TopKRow]]:
+        """Greedy decoding, one scored position at a time.
+
+        Each position is ``score``d alone: the runtime then decodes the new token with
+        the one before it (never a lone-token batch), so every row is exactly what
+        scoring the whole proposal as a draft returns (decoding is batch-invariant), and
+        each proposed token is the top-1 of the row before it. The lock is held
+        throughout: no other session's call evicts this one's tokens mid-proposal.
+        """
+        out: list[int] = []
+        with self._lock:
+            rows = self.score(key, tokens, 1, top_k)
+            while len(out) < n and rows[-1].token_ids[0] not in self._eog:
+                out.append(rows[-1].token_ids[0])
+                rows += self.score(key, [*tokens, *out], 1, top_k)
+        return out, rows
 
     def release(self, key: str) -> None:
         with self._lock:

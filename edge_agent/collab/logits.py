@@ -32,6 +32,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from pydantic import ValidationError
 
+from edge_agent.collab.drafter import DRAFTERS, ROUND_KINDS, Drafter, DrafterChoice, RoundKind
 from edge_agent.collab.fusion import FusionRule, TopKArrays, as_topk, fuse, make_rule
 from edge_agent.collab.gate import Gate
 from edge_agent.collab.prefix_view import IdentityView, Tokenizer, make_view
@@ -73,6 +74,8 @@ class LoopModel(Tokenizer, Protocol):
     ) -> np.ndarray: ...
 
     def append(self, tokens: Sequence[int]) -> np.ndarray: ...
+
+    def append_exact(self, tokens: Sequence[int]) -> np.ndarray: ...
 
     def rewind(self, n_tokens: int) -> None: ...
 
@@ -127,6 +130,13 @@ class LogitsOptions:
     draft_min_prob: float = 0.05  # stop drafting when P_small(whole draft) drops below
     lookahead: bool = True  # keep drafting on the device while a cloud call is in flight
     prefix_redaction: bool = True  # the cloud sees private spans as placeholders (needs a matcher)
+    # Who drafts a round: the small model, the cloud (its own N = draft_tokens tokens), or
+    # per round by measured speed (drafter.py). The cloud drafts only if it can, and
+    # draft_tokens = 0 is step by step whoever drafts.
+    drafter: Drafter = "edge"
+    # Evaluate every small-model token batch-invariantly (as cloud/auto rounds always
+    # do): the step-by-step reference for them, in tests and the bench.
+    batch_invariant: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.draft_tokens <= limits.MAX_DRAFT_TOKENS:
@@ -137,6 +147,8 @@ class LogitsOptions:
             raise ValueError("max_tokens must be >= 1")
         if not 0.0 <= self.draft_min_prob < 1.0:
             raise ValueError("draft_min_prob must be in [0, 1)")
+        if self.drafter not in DRAFTERS:
+            raise ValueError(f"drafter must be one of {', '.join(DRAFTERS)}")
         SamplingParams(self.temperature, self.top_p)  # validates
 
     def rule(self) -> FusionRule:
@@ -174,6 +186,7 @@ class CloudLink:
 
     `guard` is the public prompt's guard record (ledgered with the open call); its policy
     is also ledgered with every step, next to the prefix redactions that step released.
+    `can_propose`: the cloud lists the "propose" capability (it drafts rounds itself).
     """
 
     client: SessionClient
@@ -181,6 +194,7 @@ class CloudLink:
     usage: CloudUsage = field(default_factory=CloudUsage)
     mode: str = "logits"
     guard: GuardRecord | None = None
+    can_propose: bool = False
 
 
 @dataclass
@@ -213,6 +227,15 @@ class LogitsResult:
     prefix_guard_s: float = 0.0
     # Sessions reopened on another replica after theirs was lost (not a degradation).
     session_reopens: int = 0
+    # Cloud-drafted rounds (drafter "cloud"/"auto"): tokens the cloud proposed, how many
+    # of them were kept, and rounds by who drafted ("none": a step-by-step call).
+    drafter: str = "edge"
+    proposed: int = 0
+    proposed_accepted: int = 0
+    rounds: dict[str, int] = field(default_factory=dict)
+    # The small model's compute in single-step units: its seconds over the mean seconds
+    # of one single-token evaluation in this answer.
+    small_model_steps: float = 0.0
 
 
 # A reopened session whose replica is lost too: try the next one, then give up.
@@ -243,6 +266,8 @@ class _CloudSide:
         self.positions: list[TopKArrays] = []  # positions[i]: after known + draft[:i]
         self.vocab_size = 0
         self.accepted = 0  # drafted tokens kept, counted when the next call commits them
+        self.proposal = False  # the scored draft is the cloud's own proposal
+        self.proposed_accepted = 0  # of which proposed by the cloud
         self.opened_with: SessionOpenRequest | None = None  # the public prompt, to reopen
         self.reopens = 0  # sessions reopened after their replica was lost
 
@@ -278,9 +303,14 @@ class _CloudSide:
         return n
 
     def step(
-        self, released: Sequence[int], draft: list[int], guard: GuardRecord | None = None
+        self,
+        released: Sequence[int],
+        draft: list[int],
+        guard: GuardRecord | None = None,
+        propose: int = 0,
     ) -> None:
-        """Sync the cloud to `released`, then score `draft` after it.
+        """Sync the cloud to `released`, then score `draft` after it, or (`propose` > 0)
+        let the cloud draft up to that many tokens itself (they become `draft`).
 
         A session lost with its replica (404 session_not_found, or no connection to it)
         is reopened on whichever replica answers, in the same call's place: see
@@ -288,12 +318,16 @@ class _CloudSide:
         """
         accept = self.kept(released)
         self.accepted += accept
+        if self.proposal:
+            self.proposed_accepted += accept
         try:
-            self._sync(released, accept, draft, guard)
+            self._sync(released, accept, draft, guard, propose)
         except CloudError as exc:
             if not _session_lost(exc):
                 raise
             self._reopen(released, draft, exc)
+            if propose:  # the reopened session proposes in a call of its own
+                self._sync(released, 0, [], guard, propose)
 
     def _reopen(self, released: Sequence[int], draft: list[int], lost: CloudError) -> None:
         """Open the session again: the public prompt, the tokens the cloud already had
@@ -326,37 +360,50 @@ class _CloudSide:
                 raise CloudError(f"cloud reopened with {len(rows)} positions for {len(draft)}")
             self.session_id = reply.session_id
             self.positions = [self._check(row) for row in rows]
-            self.known, self.draft = len(released), list(draft)
+            self.known, self.draft, self.proposal = len(released), list(draft), False
             self.reopens += 1
             return
         raise failure
 
     def _sync(
-        self, released: Sequence[int], accept: int, draft: list[int], guard: GuardRecord | None
+        self,
+        released: Sequence[int],
+        accept: int,
+        draft: list[int],
+        guard: GuardRecord | None,
+        propose: int = 0,
     ) -> None:
         append = list(released[self.known + accept :])
         while len(append) > limits.MAX_APPEND_TOKENS:  # long runs without the cloud
             chunk, append = append[: limits.MAX_APPEND_TOKENS], append[limits.MAX_APPEND_TOKENS :]
-            self._call(SessionStepRequest(accept=accept, append=chunk), 0, guard)
+            self._call(SessionStepRequest(accept=accept, append=chunk), guard)
             self.known += accept + len(chunk)
-            self.draft, accept = [], 0
-        self.positions = self._call(
-            SessionStepRequest(accept=accept, append=append, draft=draft), len(draft), guard
-        )
+            self.draft, self.proposal, accept = [], False, 0
+        request = SessionStepRequest(accept=accept, append=append, draft=draft, propose=propose)
+        self.draft, self.positions = self._call(request, guard)
         self.known += accept + len(append)
-        self.draft = list(draft)
+        self.proposal = propose > 0
 
     def _call(
-        self, request: SessionStepRequest, n_draft: int, guard: GuardRecord | None
-    ) -> list[TopKArrays]:
+        self, request: SessionStepRequest, guard: GuardRecord | None
+    ) -> tuple[list[int], list[TopKArrays]]:
+        """One step call: the draft it scored (the edge's, or the cloud's proposal) and
+        the positions, checked against each other."""
         assert self.link is not None and self.session_id is not None
         kw = self._kw() if guard is None else {**self._kw(), "guard": guard}
         reply = self.link.client.step(self.session_id, request, **kw)
-        if len(reply.positions) != n_draft + 1:
+        draft = list(request.draft)
+        if request.propose:
+            draft = list(reply.proposed or ())
+            if len(draft) > request.propose or any(t >= self.vocab_size for t in draft):
+                raise CloudError(f"cloud sent a bad proposal for {request.propose} tokens")
+        elif reply.proposed is not None:
+            raise CloudError("cloud sent a proposal it was not asked for")
+        if len(reply.positions) != len(draft) + 1:
             raise CloudError(
-                f"cloud returned {len(reply.positions)} positions for a draft of {n_draft}"
+                f"cloud returned {len(reply.positions)} positions for a draft of {len(draft)}"
             )
-        return [self._check(p) for p in reply.positions]
+        return draft, [self._check(p) for p in reply.positions]
 
     def _check(self, topk: TopK) -> TopKArrays:
         try:
@@ -370,7 +417,7 @@ class _CloudSide:
     def fail(self, exc: CloudError) -> None:
         self.alive = False
         self.failure = exc
-        self.positions, self.draft = [], []
+        self.positions, self.draft, self.proposal = [], [], False
 
     def close(self) -> None:
         if self.link is None or self.session_id is None:
@@ -386,23 +433,77 @@ class _CloudSide:
 class _Edge:
     """The small model's context: prompt + generated + (drafted, not yet decided)."""
 
-    def __init__(self, model: LoopModel, n_prompt: int, first: np.ndarray) -> None:
+    def __init__(
+        self, model: LoopModel, n_prompt: int, first: np.ndarray, *, exact: bool = False
+    ) -> None:
         self.model = model
         self.n_prompt = n_prompt
+        # Batch-invariant evaluation (needed once a round is scored in one batch): a lone
+        # token is then decoded with the one before it, so every path gives the same rows.
+        self.exact = exact
         self.generated = 0
         self.extra: list[int] = []  # drafted tokens after the generated ones
         self.extra_lp: list[float] = []  # the small model's log-prob of each of them
         self.logprobs: list[np.ndarray] = [first]  # [i]: after generated + extra[:i]
         self.evals = 0  # tokens evaluated after the prompt (drafts included)
+        self.single_s = 0.0  # seconds of single-token evaluations, and how many
+        self.singles = 0
+        # A generated token not evaluated yet (exact mode): if a cloud round comes next,
+        # it is evaluated in the proposal's batch instead of alone (one step saved).
+        self.pending: int | None = None
 
     def room(self) -> int:
         return self.model.n_ctx - self.model.n_tokens - 1
 
+    def room_after_generated(self) -> int:
+        return self.model.n_ctx - self.n_prompt - self.generated - 1
+
+    def _eval_one(self, token: int) -> np.ndarray:
+        seconds = self.model.timer.seconds
+        row = self.model.append_exact([token])[-1] if self.exact else self.model.append([token])
+        self.single_s += self.model.timer.seconds - seconds
+        self.singles += 1
+        self.evals += 1
+        return row
+
     def push_draft(self, token: int) -> None:
         self.extra_lp.append(float(self.logprobs[-1][token]))
-        self.logprobs.append(self.model.append([token]))
-        self.evals += 1
+        self.logprobs.append(self._eval_one(token))
         self.extra.append(token)
+
+    def take(self, tokens: Sequence[int]) -> None:
+        """Make `tokens` (the cloud's proposal) the drafts: the ones the drafts already
+        start with are kept, the rest of the drafts rewound, and what is left evaluated
+        in ONE batch (always batch-invariant), after the pending token if there is one."""
+        if self.pending is not None:  # no drafts exist: evaluate it with the proposal
+            rows = self.model.append_exact([self.pending, *tokens])
+            self.evals += len(rows)
+            self.pending, self.logprobs = None, [rows[0]]
+            self._push_rows(list(tokens), rows[1:])
+            return
+        same = 0
+        while same < min(len(tokens), len(self.extra)) and tokens[same] == self.extra[same]:
+            same += 1
+        if same < len(self.extra):
+            self.model.rewind(self.n_prompt + self.generated + same)
+            del self.extra[same:], self.extra_lp[same:], self.logprobs[same + 1 :]
+        rest = list(tokens[same:])
+        if rest:
+            rows = self.model.append_exact(rest)
+            self.evals += len(rest)
+            self._push_rows(rest, rows)
+
+    def _push_rows(self, tokens: list[int], rows: Sequence[np.ndarray]) -> None:
+        for token, row in zip(tokens, rows, strict=True):
+            self.extra_lp.append(float(self.logprobs[-1][token]))
+            self.logprobs.append(row)
+            self.extra.append(token)
+
+    def ensure(self) -> None:
+        """Evaluate the pending token, if any: its log-probs are needed now."""
+        if self.pending is not None:
+            token, self.pending = self.pending, None
+            self.logprobs = [self._eval_one(token)]
 
     def drop_drafts(self) -> None:
         if self.extra:
@@ -416,10 +517,12 @@ class _Edge:
             self.extra.pop(0)
             self.extra_lp.pop(0)
             self.logprobs.pop(0)
+        elif self.exact:
+            self.drop_drafts()
+            self.pending, self.logprobs = token, []  # evaluated by `ensure` or `take`
         else:
             self.drop_drafts()
-            self.logprobs = [self.model.append([token])]
-            self.evals += 1
+            self.logprobs = [self._eval_one(token)]
         self.generated += 1
 
 
@@ -463,6 +566,15 @@ class LogitsLoop:
         self.streaming_drafts = options.adaptive_draft and options.draft_tokens > 0
         # Everything the cloud learns of the answer goes through the view (prefix_view.py).
         self.view = make_view(matcher if options.prefix_redaction else None, model, placeholders)
+        # Who drafts: cloud rounds only with a cloud that proposes (drafter.py for auto).
+        proposes = cloud is not None and cloud.can_propose and options.draft_tokens > 0
+        self.drafter: Drafter = options.drafter if proposes else "edge"
+        self.chooser = (
+            DrafterChoice(cloud_tokens=options.draft_tokens) if self.drafter == "auto" else None
+        )
+        self.rounds: dict[str, int] = dict.fromkeys(ROUND_KINDS, 0)
+        self.proposed = 0
+        self._kind: RoundKind = "none"  # the kind of the round in flight (or last)
         self.edge: _Edge | None = None
         self.generated: list[int] = []
         self.finish: Finish = "length"
@@ -470,6 +582,7 @@ class LogitsLoop:
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None  # the step call in flight
         self._in_flight = 0  # draft tokens it scores
+        self._wait0 = 0.0  # the usage's wait when it was sent
         usage = self.cloud.usage
         self._usage0 = (usage.calls, usage.bytes_up, usage.bytes_down, usage.wait_s)
         self._started = time.perf_counter()
@@ -498,7 +611,9 @@ class LogitsLoop:
         first = self.model.start(
             self.prompt.tokens, prefix_key=self.prompt.prefix_key, prefix_len=self.prompt.prefix_len
         )
-        self.edge = _Edge(self.model, len(self.prompt.tokens), first)
+        # Cloud rounds score in batches: then every evaluation must give the same numbers.
+        exact = self.drafter != "edge" or self.options.batch_invariant
+        self.edge = _Edge(self.model, len(self.prompt.tokens), first, exact=exact)
         if self.cloud.link is None:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cogenesis-cloud")
@@ -515,6 +630,7 @@ class LogitsLoop:
         position = len(self.generated)
         consult = self.cloud.alive and self.options.schedule.should_call(position)
         dist = self.verify() if consult else None
+        edge.ensure()
         if dist is not None:
             fused = fuse(self.rule, edge.logprobs[0], dist, edge_k=self.edge_k)
             token = pick(fused.logprobs, self.params, self.uniforms.at(position), fused.token_ids)
@@ -548,17 +664,26 @@ class LogitsLoop:
         dist = self.cloud.lookup(self.view.released)
         if dist is not None:
             return dist
-        self.send(self.draft())
+        kind = self._next_kind()
+        if kind == "cloud":
+            self.send([], propose=self._proposal_length())
+        else:
+            self.send(self.draft() if kind == "edge" else [])
         return self.receive()
 
-    def send(self, draft: list[int]) -> None:
+    def send(self, draft: list[int], propose: int = 0) -> None:
         """Start one step call: sync the cloud to the released prefix, score `draft`
-        (what of it the view releases). The reply is awaited by `receive`."""
+        (what of it the view releases), or let the cloud propose `propose` tokens. The
+        reply is awaited by `receive`."""
         assert self._executor is not None and self._pending is None
+        self._observe_last_round()
         sent, record = self._through_view(draft)
+        self._kind = "cloud" if propose else "edge" if sent else "none"
+        self.rounds[self._kind] += 1
         self._in_flight = len(sent)
+        self._wait0 = self.cloud.usage.wait_s
         self._pending = self._executor.submit(
-            self.cloud.step, list(self.view.released), sent, record
+            self.cloud.step, list(self.view.released), sent, record, propose
         )
 
     def receive(self) -> TopKArrays | None:
@@ -567,10 +692,18 @@ class LogitsLoop:
         assert self._pending is not None
         dist = None
         try:
-            if self.options.lookahead:
+            # Not while the cloud drafts: measured here, the edge's own drafts rarely
+            # matched the proposal and took the cores the cloud decoded on (docs/logits.md).
+            if self.options.lookahead and self._kind != "cloud":
                 self._draft_while_waiting(self._pending)
             self._pending.result()
-            self.drafted += self._in_flight
+            wait = self.cloud.usage.wait_s - self._wait0
+            if self._kind == "cloud":
+                self._take_proposal(wait)
+            else:
+                if self.chooser is not None:
+                    self.chooser.observe_edge_wait(wait)
+                self.drafted += self._in_flight
             dist = self.cloud.lookup(self.view.released)
         except CloudError as exc:
             self.cloud.fail(exc)
@@ -617,7 +750,11 @@ class LogitsLoop:
     def result(self) -> LogitsResult:
         cloud, usage, view = self.cloud, self.cloud.usage, self.view
         calls0, up0, down0, wait0 = self._usage0
-        accepted = cloud.accepted + (cloud.kept(view.released) if cloud.alive else 0)
+        tail = cloud.kept(view.released) if cloud.alive else 0  # kept of the last draft
+        accepted = cloud.accepted + tail
+        proposed_accepted = cloud.proposed_accepted + (tail if cloud.proposal else 0)
+        edge = self.edge
+        step_s = edge.single_s / edge.singles if edge is not None and edge.singles else 0.0
         degraded = cloud.failure is not None
         # str(failure) starts with its kind: cloud busy, unreachable, timed out, error.
         reason = f"{cloud.failure}; finished on the device" if degraded else None
@@ -629,7 +766,7 @@ class LogitsLoop:
             collaborated=self.collaborated,
             cloud_calls=usage.calls - calls0,
             drafted=self.drafted,
-            accepted=accepted,
+            accepted=accepted - proposed_accepted,
             small_model_evals=self.edge.evals if self.edge is not None else 0,
             bytes_up=usage.bytes_up - up0,
             bytes_down=usage.bytes_down - down0,
@@ -647,6 +784,11 @@ class LogitsLoop:
             held_back_steps=self.held_back,
             prefix_guard_s=view.seconds,
             session_reopens=cloud.reopens,
+            drafter=self.drafter,
+            proposed=self.proposed,
+            proposed_accepted=proposed_accepted,
+            rounds=dict(self.rounds),
+            small_model_steps=self._small_s / step_s if step_s > 0 else 0.0,
         )
 
     # --- helpers ---------------------------------------------------------------------
@@ -654,6 +796,47 @@ class LogitsLoop:
     def _edge(self) -> _Edge:
         assert self.edge is not None, "open() first"
         return self.edge
+
+    def _next_kind(self) -> RoundKind:
+        """Who drafts the round about to be sent."""
+        if self.drafter == "edge" or self._proposal_length() < 1:
+            return "edge"
+        if self.chooser is None:
+            return "cloud"
+        edge = self._edge()
+        if self.chooser.step_s is None and edge.singles:  # no edge draft timed yet
+            self.chooser.observe_step(edge.single_s / edge.singles)
+        return self.chooser.next_round(self.options.draft_tokens)
+
+    def _proposal_length(self) -> int:
+        """N of a cloud round: draft_tokens, within max_tokens and the small model's room."""
+        edge = self._edge()
+        left = self.options.max_tokens - len(self.generated) - 1
+        return max(0, min(self.options.draft_tokens, left, edge.room_after_generated()))
+
+    def _observe_last_round(self) -> None:
+        """Before a new call: how much of the last round's draft the answer kept."""
+        if not self.cloud.draft:
+            return
+        drafted, kept = len(self.cloud.draft), self.cloud.kept(self.view.released)
+        if self.cloud.proposal:
+            if self.chooser is not None:
+                self.chooser.cloud.observe(drafted, kept)
+            return
+        if self.chooser is not None:
+            self.chooser.edge.observe(drafted, kept)
+
+    def _take_proposal(self, wait: float) -> None:
+        """The cloud's proposal arrived: the small model scores it in one batch (keeping
+        what lookahead drafted the same), and the round's cost is noted for auto."""
+        proposal = self.cloud.draft
+        self.proposed += len(proposal)
+        before = self.model.timer.seconds
+        self._edge().take(proposal)
+        if self.chooser is not None:
+            batch_s = self.model.timer.seconds - before
+            step_s = self.chooser.step_s or 0.0  # the fused token after the kept run
+            self.chooser.observe_cloud_round(wait + batch_s + step_s)
 
     def _through_view(self, draft: list[int]) -> tuple[list[int], GuardRecord | None]:
         """The part of an (edge) draft the cloud may score, and the step's ledger record.
@@ -681,6 +864,7 @@ class LogitsLoop:
         draft anyway).
         """
         edge = self._edge()
+        edge.ensure()
         if edge.room() < 1:
             return False
         lp = edge.logprobs[-1]
@@ -689,7 +873,10 @@ class LogitsLoop:
             return False
         if sum(edge.extra_lp) + float(lp[token]) < min_logprob:
             return False
+        seconds = self.model.timer.seconds
         edge.push_draft(token)
+        if self.chooser is not None:
+            self.chooser.observe_step(self.model.timer.seconds - seconds)
         return True
 
     def _draft_while_waiting(self, pending: Future) -> None:

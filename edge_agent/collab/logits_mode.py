@@ -46,6 +46,7 @@ def run_logits_mode(
     cloud: SessionClient,
     usage: CloudUsage,
     on_text: Callable[[str], bool],
+    can_propose: bool = False,
 ) -> LogitsOutcome:
     """``on_text`` gets the answer's text; when it returns True the answer ends there
     (a stop sequence, or the client went away) and the cloud session is closed."""
@@ -67,6 +68,7 @@ def run_logits_mode(
         usage,
         mode=MODE,
         guard=GuardRecord(policy=policy, findings=record.get("findings")),
+        can_propose=can_propose,
     )
     result = LogitsLoop(
         slm,

@@ -29,7 +29,7 @@ def test_info_reports_the_model_and_its_tokenizer_fingerprint(cloud: Cloud) -> N
     assert info.tokenizer_fingerprint == cloud.engine.tokenizer_fingerprint
     assert info.tokenizer_fingerprint.startswith("sha256:49152:")
     assert info.max_top_k == limits.MAX_TOP_K
-    assert info.capabilities == ["sketch", "logits"]
+    assert info.capabilities == ["sketch", "logits", "propose"]
 
 
 def test_healthz_needs_no_token(cloud: Cloud) -> None:

@@ -82,6 +82,9 @@ class ToyModel:
         rows = [self.append([t]) for t in tokens]
         return np.stack(rows[-(keep_last or len(rows)) :])
 
+    def append_exact(self, tokens) -> np.ndarray:
+        return self.append_all(tokens)  # toy numbers never depend on batching
+
     def tokenize(self, text: str) -> list[int]:
         return [1 + (ord(c) % 60) for c in text]
 
@@ -158,15 +161,29 @@ class ToyCloud:
         s = self.sessions[session_id]
         assert req.accept <= len(s["draft"]), "accepted more than was drafted"
         s["committed"] = s["committed"] + s["draft"][: req.accept] + list(req.append)
-        s["draft"] = list(req.draft)
+        s["draft"] = list(req.draft) or self._propose(s, req.propose)
         k = req.top_k or s["top_k"]
         positions = [
             topk(self._score(s["committed"] + s["draft"][:i], s["n_prompt"]), k)
-            for i in range(len(req.draft) + 1)
+            for i in range(len(s["draft"]) + 1)
         ]
-        reply = SessionStepResponse(positions=positions, session_tokens=len(s["committed"]))
+        reply = SessionStepResponse(
+            positions=positions,
+            session_tokens=len(s["committed"]),
+            proposed=list(s["draft"]) if req.propose else None,
+        )
         self._usage(usage, req, reply)
         return reply
+
+    def _propose(self, s: dict, n: int) -> list[int]:
+        """Greedy from the toy cloud's own distribution, ending before its EOS."""
+        out: list[int] = []
+        while len(out) < n:
+            token = int(np.argmax(self._score(s["committed"] + out, s["n_prompt"])))
+            if token == EOS:
+                break
+            out.append(token)
+        return out
 
     def close_session(self, session_id: str, *, user_id, mode, usage) -> None:
         usage.calls += 1

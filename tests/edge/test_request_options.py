@@ -98,6 +98,18 @@ def test_options_a_request_gives_override_the_server_even_when_falsy():
     )
 
 
+def test_the_drafter_comes_from_the_request_or_the_server_and_is_checked():
+    assert request().to_job(CTX, request().conversation(), server()).logits.drafter == "edge"
+    auto = server(drafter="auto")
+    assert request().to_job(CTX, request().conversation(), auto).logits.drafter == "auto"
+    body = request(cogenesis={"drafter": "cloud"})
+    assert body.to_job(CTX, body.conversation(), auto).logits.drafter == "cloud"
+    with pytest.raises(ValidationError, match="drafter"):
+        request(cogenesis={"drafter": "gpu"})
+    with pytest.raises(ValidationError, match="drafter"):
+        server(drafter="gpu")
+
+
 def test_only_a_logits_job_carries_loop_options():
     for mode in ("local", "cogenesis-sketch"):
         body = request(mode)
