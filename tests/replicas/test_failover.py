@@ -142,7 +142,7 @@ def test_a_restarted_cloud_is_not_a_degraded_answer(
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     if nginx_binary() is None:
-        pytest.skip("nginx is not installed (apt-get install nginx; .ci/run installs it)")
+        pytest.skip("nginx is not installed (apt-get install nginx; ./dev test installs it)")
     running = start_cluster(tmp_path, TOKEN)
     try:
         yield running

@@ -15,7 +15,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         nginx_binary() is None,
-        reason="nginx is not installed (apt-get install nginx; .ci/run installs it)",
+        reason="nginx is not installed (apt-get install nginx; ./dev test installs it)",
     ),
 ]
 
