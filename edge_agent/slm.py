@@ -148,14 +148,10 @@ class SmallModel:
 
     def append_all(self, tokens: Sequence[int], keep_last: int | None = None) -> np.ndarray:
         """Evaluate `tokens`; return log-probs after each of the last `keep_last` of them."""
-        tokens = list(tokens)
-        if not tokens:
-            raise ValueError("nothing to append")
-        if self.n_tokens + len(tokens) > self.n_ctx:
-            raise ContextFull(f"context of {self.n_ctx} tokens is full")
-        started = time.perf_counter()
-        rows = self._context.decode(tokens, len(tokens) if keep_last is None else keep_last)
-        self.timer.seconds += time.perf_counter() - started
+        rows = self._timed_append(
+            tokens,
+            lambda new: self._context.decode(new, len(new) if keep_last is None else keep_last),
+        )
         return log_softmax(rows) if len(rows) else rows
 
     def append_exact(self, tokens: Sequence[int]) -> np.ndarray:
@@ -165,14 +161,9 @@ class SmallModel:
         numbers than a longer one): about 1.6x a plain `append` of one token here, while
         a batch of several costs no more than `append_all`.
         """
-        tokens = list(tokens)
-        if not tokens:
-            raise ValueError("nothing to append")
-        if self.n_tokens + len(tokens) > self.n_ctx:
-            raise ContextFull(f"context of {self.n_ctx} tokens is full")
-        started = time.perf_counter()
-        rows = self._context.evaluate(self.tokens + tokens, len(tokens))
-        self.timer.seconds += time.perf_counter() - started
+        rows = self._timed_append(
+            tokens, lambda new: self._context.evaluate(self.tokens + new, len(new))
+        )
         return log_softmax(rows)
 
     def rewind(self, n_tokens: int) -> None:
@@ -199,6 +190,20 @@ class SmallModel:
             logprobs = self.append([token])
 
     # --- internals -------------------------------------------------------------------
+
+    def _timed_append(
+        self, tokens: Sequence[int], evaluate: Callable[[list[int]], np.ndarray]
+    ) -> np.ndarray:
+        """Check that `tokens` fit after the context, evaluate them, time it."""
+        tokens = list(tokens)
+        if not tokens:
+            raise ValueError("nothing to append")
+        if self.n_tokens + len(tokens) > self.n_ctx:
+            raise ContextFull(f"context of {self.n_ctx} tokens is full")
+        started = time.perf_counter()
+        rows = evaluate(tokens)
+        self.timer.seconds += time.perf_counter() - started
+        return rows
 
     def _load_prefix(self, prefix: list[int], key: str) -> None:
         """Bring the context to the private prefix: from the cache, else by prefill

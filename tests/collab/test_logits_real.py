@@ -90,6 +90,7 @@ def _run(
     max_tokens=32,
     matcher=None,
     on_token=None,
+    can_propose=False,
     **kw,
 ):
     # Same starting state for every run: without flash attention llama.cpp is not batch
@@ -107,7 +108,7 @@ def _run(
         PrivatePrompt.uncached(private),
         PublicPrompt(text=public),
         options,
-        cloud=CloudLink(client, "u-test", CloudUsage()),
+        cloud=CloudLink(client, "u-test", CloudUsage(), can_propose=can_propose),
         matcher=matcher,
         on_token=on_token,
     ).run()
@@ -161,16 +162,27 @@ COPY_SYSTEM = (
 COPY_TASK = "Write a thank-you note to Aunt Rosalind Kettering for the soup."
 
 
-def test_greedy_equivalence_holds_with_prefix_redaction(edge_model, cloud):
+def _copy_matcher():
     from edge_agent.guard.matcher import TermMatcher
     from edge_agent.guard.terms import location_terms, name_terms
 
-    client, _, ledger = cloud
-    matcher = TermMatcher(
+    return TermMatcher(
         name_terms("Ana Ribeiro")
         + name_terms("Rosalind Kettering")
         + location_terms("Lisbon, Portugal")
     )
+
+
+def _sent_text(model, payloads):
+    """The text of the token ids the edge sent in these step bodies."""
+    sent = [json.loads(p) for p in payloads if p]
+    ids = [t for body in sent for t in body.get("append", []) + body.get("draft", [])]
+    return model.detokenize(ids).decode("utf-8", errors="replace")
+
+
+def test_greedy_equivalence_holds_with_prefix_redaction(edge_model, cloud):
+    client, _, ledger = cloud
+    matcher = _copy_matcher()
     private = _prompts(edge_model, COPY_SYSTEM, COPY_TASK)[0]
     public = "Write a thank-you note to Aunt <PERSON> for the soup."  # the guarded title
     step = _run(edge_model, client, private, public, 0, lookahead=False, matcher=matcher)
@@ -182,29 +194,11 @@ def test_greedy_equivalence_holds_with_prefix_redaction(edge_model, cloud):
         assert got.tokens == step.tokens, f"N={n}: {got.text!r} != {step.text!r}"
         assert got.held_back_steps == step.held_back_steps
         assert got.cloud_calls < step.cloud_calls
-        sent = [json.loads(p) for p in ledger.payloads[start:] if p]
-        ids = [t for body in sent for t in body.get("append", []) + body.get("draft", [])]
-        cloud_text = edge_model.detokenize(ids).decode("utf-8", errors="replace")
+        cloud_text = _sent_text(edge_model, ledger.payloads[start:])
         assert "Rosalind" not in cloud_text and "<PERSON>" in cloud_text
 
 
 # --- rounds drafted by the cloud (the cloud server proposes) ---------------------------
-
-
-def _run_drafter(model, client, private, public, n, drafter, matcher=None, **kw):
-    model.start(private)
-    options = LogitsOptions(
-        draft_tokens=n, max_tokens=kw.pop("max_tokens", 32), drafter=drafter, **kw
-    )
-    link = CloudLink(client, "u-test", CloudUsage(), can_propose=True)
-    return LogitsLoop(
-        model,
-        PrivatePrompt.uncached(private),
-        PublicPrompt(text=public),
-        options,
-        cloud=link,
-        matcher=matcher,
-    ).run()
 
 
 @pytest.mark.parametrize("sampling", [{}, {"temperature": 0.8, "top_p": 0.95, "seed": 7}])
@@ -212,56 +206,42 @@ def test_cloud_and_auto_rounds_equal_step_by_step_on_real_models(edge_model, clo
     client, _, ledger = cloud
     assert PROPOSE_CAPABILITY in client.info().capabilities
     private, public = _prompts(edge_model, *PROMPTS[0])
-    step = _run_drafter(
-        edge_model,
-        client,
-        private,
-        public,
-        0,
-        "edge",
-        lookahead=False,
-        batch_invariant=True,
-        **sampling,
+    step = _run(
+        edge_model, client, private, public, 0, lookahead=False, batch_invariant=True, **sampling
     )
     assert step.generated_tokens >= 24 and not step.degraded
     for drafter in ("cloud", "auto"):
-        got = _run_drafter(edge_model, client, private, public, 8, drafter, **sampling)
+        got = _run(
+            edge_model, client, private, public, 8, drafter=drafter, can_propose=True, **sampling
+        )
         assert got.tokens == step.tokens, f"{drafter}: {got.text!r} != {step.text!r}"
         assert got.rounds["cloud"] > 0 and got.proposed > 0 and not got.degraded
     assert not any(b"Ribeiro" in p for p in ledger.payloads)
 
 
 def test_cloud_rounds_keep_prefix_redaction_on_real_models(edge_model, cloud):
-    from edge_agent.guard.matcher import TermMatcher
-    from edge_agent.guard.terms import location_terms, name_terms
-
     client, _, ledger = cloud
-    matcher = TermMatcher(
-        name_terms("Ana Ribeiro")
-        + name_terms("Rosalind Kettering")
-        + location_terms("Lisbon, Portugal")
-    )
+    matcher = _copy_matcher()
     private = _prompts(edge_model, COPY_SYSTEM, COPY_TASK)[0]
     public = "Write a thank-you note to Aunt <PERSON> for the soup."
-    step = _run_drafter(
+    step = _run(
         edge_model,
         client,
         private,
         public,
         0,
-        "edge",
-        matcher,
+        matcher=matcher,
         lookahead=False,
         batch_invariant=True,
     )
     assert "Rosalind" in step.text and step.redacted_spans >= 1
     start = len(ledger.payloads)
-    got = _run_drafter(edge_model, client, private, public, 8, "cloud", matcher)
+    got = _run(
+        edge_model, client, private, public, 8, matcher=matcher, drafter="cloud", can_propose=True
+    )
     assert got.tokens == step.tokens and got.held_back_steps == step.held_back_steps
     assert got.rounds["cloud"] > 0 and got.redacted_spans == step.redacted_spans
     # What the edge sent (most of the answer reaches the cloud as accepted proposals).
-    sent = [json.loads(p) for p in ledger.payloads[start:] if p]
-    ids = [t for body in sent for t in body.get("append", []) + body.get("draft", [])]
-    cloud_text = edge_model.detokenize(ids).decode("utf-8", errors="replace")
+    cloud_text = _sent_text(edge_model, ledger.payloads[start:])
     assert "Rosalind" not in cloud_text
     assert not any(b"Rosalind" in p or b"Ribeiro" in p for p in ledger.payloads[start:])
