@@ -370,19 +370,8 @@ class CloudClient:
     ) -> httpx.Response:
         """One send within ``timeout_s``: ledger first, then the wire. Raises
         CloudUnavailable."""
-        entry = self._ledger.begin(
-            user_id=user_id,
-            mode=mode,
-            endpoint=path,
-            method=method,
-            payload=payload,
-            guard_policy=guard.policy if guard else None,
-            guard_findings=guard.findings if guard else None,
-            request_id=uuid.uuid4().hex,
-        )
+        entry = self._ledgered(method, path, payload, user_id, mode, usage, guard)
         started = time.perf_counter()
-        usage.calls += 1
-        usage.bytes_up += len(payload)
         try:
             timeout = httpx.Timeout(timeout_s, connect=min(self.connect_timeout_s, timeout_s))
             response = self._http.request(method, path, content=payload or None, timeout=timeout)
@@ -416,6 +405,31 @@ class CloudClient:
         self._observe(path, str(response.status_code), len(payload), len(response.content), elapsed)
         return response
 
+    def _ledgered(
+        self,
+        method: str,
+        path: str,
+        payload: bytes,
+        user_id: str | None,
+        mode: str,
+        usage: CloudUsage,
+        guard: GuardRecord | None,
+    ) -> int:
+        """Record the exact bytes about to be sent (the ledger entry's id), and count them."""
+        entry = self._ledger.begin(
+            user_id=user_id,
+            mode=mode,
+            endpoint=path,
+            method=method,
+            payload=payload,
+            guard_policy=guard.policy if guard else None,
+            guard_findings=guard.findings if guard else None,
+            request_id=uuid.uuid4().hex,
+        )
+        usage.calls += 1
+        usage.bytes_up += len(payload)
+        return entry
+
     def _open_stream(
         self,
         payload: bytes,
@@ -426,18 +440,7 @@ class CloudClient:
     ) -> _Stream:
         """Ledger first, then open ``POST /v1/sketch/stream``; raises CloudUnavailable,
         or the rejection of an error status (its ledger entry finished)."""
-        entry = self._ledger.begin(
-            user_id=user_id,
-            mode="sketch",
-            endpoint=SKETCH_STREAM,
-            method="POST",
-            payload=payload,
-            guard_policy=guard.policy if guard else None,
-            guard_findings=guard.findings if guard else None,
-            request_id=uuid.uuid4().hex,
-        )
-        usage.calls += 1
-        usage.bytes_up += len(payload)
+        entry = self._ledgered("POST", SKETCH_STREAM, payload, user_id, "sketch", usage, guard)
         read = min(self.read_timeout_s, timeout_s)
         timeout = httpx.Timeout(
             timeout_s, connect=min(self.connect_timeout_s, timeout_s), read=read
